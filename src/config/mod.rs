@@ -1,0 +1,348 @@
+//! Configuration: the typed, validated [`Config`] every other module reads.
+//!
+//! Loading (`load.rs`) layers built-in defaults, the TOML file and `SESSIONGATE_…` environment
+//! overrides with figment into a raw, all-optional form; validation (`validate.rs`) is pure and
+//! turns that into [`Config`], collecting every problem with its key path and allowed range.
+//! Nothing here binds a port or opens a store.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod load;
+pub mod validate;
+
+pub use load::{load, load_from_str, ConfigError, ConfigProblem};
+
+/// The effective configuration, valid by construction.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub tokens: TokensConfig,
+    pub cookie: CookieConfig,
+    pub session: SessionConfig,
+    pub identity: IdentityConfig,
+    pub cors: CorsConfig,
+    pub admin: AdminConfig,
+    pub logging: LoggingConfig,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub shutdown_grace: Duration,
+    pub upstream_timeout: Duration,
+    /// Time a client has to send complete request headers.
+    pub header_read_timeout: Duration,
+    /// Connections served at once on the public listener; more wait in the accept queue.
+    pub max_connections: usize,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// An address range such as `10.0.0.0/8` or a single address (`/32`, `/128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this range (IPv4-mapped IPv6 addresses match IPv4 ranges).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let bits = u32::from(self.prefix_len.min(32));
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let bits = u32::from(self.prefix_len.min(128));
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub url: StoreUrl,
+    pub connection_limit: u32,
+    pub auto_migrate: bool,
+    pub tables: TableNames,
+}
+
+/// Where sessions live.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `mysql://user:pass@host:port/db` (kept whole; handed to mysql_async).
+    Mysql(String),
+    /// `sqlite://PATH`
+    Sqlite(PathBuf),
+    /// `sqlite::memory:`
+    SqliteMemory,
+}
+
+impl StoreUrl {
+    /// The URL with any password replaced by `***`, for printing and logs.
+    pub fn masked(&self) -> String {
+        match self {
+            StoreUrl::Mysql(url) => mask_url_password(url),
+            StoreUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            StoreUrl::SqliteMemory => "sqlite::memory:".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableNames {
+    pub signing_key: String,
+    pub refresh_tokens: String,
+}
+
+impl Default for TableNames {
+    fn default() -> Self {
+        Self {
+            signing_key: "signing_key".into(),
+            refresh_tokens: "refresh_token".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TokensConfig {
+    pub access_token: AccessTokenConfig,
+    pub refresh_token: RefreshTokenConfig,
+    pub enable_anti_csrf: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessTokenConfig {
+    pub validity_secs: u64,
+    pub blacklisting: bool,
+    pub path: String,
+    pub signing_key: SigningKeyConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct SigningKeyConfig {
+    pub dynamic: bool,
+    pub update_interval_hours: u32,
+    /// A static key the operator manages; when set, dynamic keys are off.
+    pub secret_file: Option<PathBuf>,
+    pub algorithm: SigningAlgorithm,
+}
+
+/// How access tokens are signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SigningAlgorithm {
+    #[default]
+    Hs256,
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::Hs256 => "HS256",
+            SigningAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RefreshTokenConfig {
+    pub validity_hours: u32,
+    /// 6-field cron expression (seconds first), evaluated in UTC.
+    pub removal_cron: String,
+    pub renew_path: String,
+    pub reuse_grace_secs: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct CookieConfig {
+    pub domain: Option<String>,
+    pub secure: bool,
+    pub same_site: SameSite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    /// The attribute value as it is written in `Set-Cookie`.
+    pub fn as_attr(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub logout_path: Option<String>,
+    pub expired_status: u16,
+    pub theft_action: TheftAction,
+}
+
+/// What a detected token theft revokes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TheftAction {
+    RevokeSession,
+    RevokeAllUserSessions,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// Lower-case header names.
+    pub user_id_header: String,
+    pub session_handle_header: String,
+    pub jwt_payload_header: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+pub struct AdminConfig {
+    /// The bearer key of the `/v1` admin API (read from `api_key_file` or `api_key`).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoggingConfig {
+    /// A tracing filter directive such as `info` or `sessiongate=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub name: String,
+    pub path_prefix: String,
+    pub host: Option<String>,
+    pub upstream: http::Uri,
+    pub auth: AuthMode,
+    pub anti_csrf: AntiCsrfMode,
+    pub session_control: bool,
+    pub login_redirect: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    Public,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AntiCsrfMode {
+    NonGet,
+    Always,
+    Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_contains() {
+        let check = |net: &str, len: u8, ip: &str, want: bool| {
+            let c = Cidr {
+                addr: net.parse().unwrap(),
+                prefix_len: len,
+            };
+            assert_eq!(c.contains(ip.parse().unwrap()), want, "{net}/{len} ∋ {ip}");
+        };
+        check("10.0.0.0", 8, "10.1.2.3", true);
+        check("10.0.0.0", 8, "11.1.2.3", false);
+        check("127.0.0.1", 32, "127.0.0.1", true);
+        check("127.0.0.1", 32, "::ffff:127.0.0.1", true);
+        check("0.0.0.0", 0, "8.8.8.8", true);
+        check("::1", 128, "::1", true);
+        check("fd00::", 8, "fd12::1", true);
+        check("fd00::", 8, "10.0.0.1", false);
+    }
+
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(
+            mask_url_password("mysql://u:p@db:3306/x"),
+            "mysql://u:***@db:3306/x"
+        );
+        assert_eq!(mask_url_password("mysql://u@db/x"), "mysql://u@db/x");
+        assert_eq!(mask_url_password("mysql://db/x"), "mysql://db/x");
+    }
+}
