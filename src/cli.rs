@@ -1,1 +1,143 @@
-//! CLI. placeholder
+//! The command line (clap): parses arguments and runs one command, returning the process exit
+//! code. `main.rs` only calls [`run`].
+//!
+//! Exit codes follow sysexits: 0 ok, 64 bad configuration or usage, 69 store unavailable,
+//! 70 internal error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::Clock;
+use crate::config::{self, Config};
+use crate::keys::{KeyCache, KeyPolicy};
+use crate::store::{self, SessionStore};
+
+pub const EXIT_CONFIG: u8 = 64;
+pub const EXIT_UNAVAILABLE: u8 = 69;
+pub const EXIT_SOFTWARE: u8 = 70;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sessiongate",
+    version,
+    about = "Reverse-proxy authentication gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args, Clone)]
+pub struct ConfigArg {
+    /// Configuration file (default: $SESSIONGATE_CONFIG, else ./gateway.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and print the effective values (secrets masked).
+    CheckConfig(ConfigArg),
+    /// Apply pending store migrations (idempotent).
+    Migrate(ConfigArg),
+    /// Signing-key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new access-token signing key now.
+    Rotate(ConfigArg),
+}
+
+/// Parses `std::env::args` and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_SOFTWARE);
+        }
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    let path = config::load::config_path(arg.config.clone());
+    config::load(Some(&path)).map_err(|e| {
+        eprintln!("{}: invalid configuration:", path.display());
+        for p in &e.problems {
+            eprintln!("{p}");
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn open_migrated(cfg: &Config, migrate: bool) -> Result<Arc<store::AnyStore>, ExitCode> {
+    let store = store::open(&cfg.store).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_UNAVAILABLE)
+    })?;
+    if migrate {
+        match store.migrate().await {
+            Ok(n) => eprintln!("migrations applied: {n}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(EXIT_UNAVAILABLE));
+            }
+        }
+    }
+    Ok(Arc::new(store))
+}
+
+async fn dispatch(cmd: Command) -> ExitCode {
+    let result = match cmd {
+        Command::CheckConfig(arg) => load_config(&arg).map(|cfg| {
+            print!("{}", config::render_masked(&cfg));
+            ExitCode::SUCCESS
+        }),
+        Command::Migrate(arg) => {
+            async {
+                let cfg = load_config(&arg)?;
+                open_migrated(&cfg, true).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            .await
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate(arg),
+        } => {
+            async {
+                let cfg = load_config(&arg)?;
+                let store = open_migrated(&cfg, cfg.store.auto_migrate).await?;
+                let fail = |e: &dyn std::fmt::Display, code: u8| {
+                    eprintln!("error: {e}");
+                    ExitCode::from(code)
+                };
+                let policy =
+                    KeyPolicy::from_config(&cfg.tokens).map_err(|e| fail(&e, EXIT_CONFIG))?;
+                let cache = KeyCache::load(store, policy, Clock::system())
+                    .await
+                    .map_err(|e| fail(&e, EXIT_UNAVAILABLE))?;
+                let kid = cache
+                    .force_rotate()
+                    .await
+                    .map_err(|e| fail(&e, EXIT_UNAVAILABLE))?;
+                println!("signing key is now {kid}");
+                Ok(ExitCode::SUCCESS)
+            }
+            .await
+        }
+    };
+    result.unwrap_or_else(|code| code)
+}

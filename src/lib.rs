@@ -9,4 +9,5 @@ pub mod clock;
 pub mod config;
 pub mod keys;
 pub mod session;
+pub mod sessions;
 pub mod store;

@@ -13,6 +13,7 @@ pub mod load;
 pub mod validate;
 
 pub use load::{load, load_from_str, ConfigError, ConfigProblem};
+pub use validate::render_masked;
 
 /// The effective configuration, valid by construction.
 #[derive(Clone, Debug)]
