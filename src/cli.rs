@@ -39,10 +39,14 @@ pub struct ConfigArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway (applies pending migrations first unless store.auto_migrate = false).
+    Serve(ConfigArg),
     /// Validate the configuration and print the effective values (secrets masked).
     CheckConfig(ConfigArg),
     /// Apply pending store migrations (idempotent).
     Migrate(ConfigArg),
+    /// Run the gateway in front of a built-in demo app on the embedded store.
+    Demo(crate::demo::DemoArgs),
     /// Signing-key management.
     Keys {
         #[command(subcommand)]
@@ -102,6 +106,26 @@ async fn open_migrated(cfg: &Config, migrate: bool) -> Result<Arc<store::AnyStor
 
 async fn dispatch(cmd: Command) -> ExitCode {
     let result = match cmd {
+        Command::Demo(args) => crate::demo::run(args)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }),
+        Command::Serve(arg) => {
+            async {
+                let cfg = load_config(&arg)?;
+                init_logging(&cfg.logging);
+                crate::app::serve(cfg).await.map_err(|e| {
+                    tracing::error!(error = %format!("{e:#}"), "sessiongate failed");
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(EXIT_UNAVAILABLE)
+                })?;
+                Ok(ExitCode::SUCCESS)
+            }
+            .await
+        }
         Command::CheckConfig(arg) => load_config(&arg).map(|cfg| {
             print!("{}", config::render_masked(&cfg));
             ExitCode::SUCCESS
@@ -140,4 +164,20 @@ async fn dispatch(cmd: Command) -> ExitCode {
         }
     };
     result.unwrap_or_else(|code| code)
+}
+
+/// Installs the tracing subscriber: `logging.level` as the filter (`RUST_LOG` wins when set),
+/// `logging.format` pretty or JSON lines.
+pub fn init_logging(cfg: &crate::config::LoggingConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        crate::config::LogFormat::Pretty => builder.try_init(),
+    };
 }

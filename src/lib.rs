@@ -4,10 +4,23 @@
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
+pub mod blacklist;
+pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod jobs;
 pub mod keys;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
 pub mod session;
 pub mod sessions;
+pub mod state;
 pub mod store;

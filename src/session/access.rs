@@ -171,7 +171,13 @@ mod tests {
         let foreign = mint(&claims(), other_ring.signing_key().unwrap()).unwrap();
         let exp_ms = claims().expires_at_ms();
 
-        type Case<'a> = (&'a str, &'a KeyRing, &'a str, Millis, Result<(), AccessError>);
+        type Case<'a> = (
+            &'a str,
+            &'a KeyRing,
+            &'a str,
+            Millis,
+            Result<(), AccessError>,
+        );
         let cases: Vec<Case> = vec![
             ("valid", &ring, &good, NOW, Ok(())),
             (

@@ -13,6 +13,7 @@ use crate::clock::Millis;
 use crate::config::{StoreConfig, StoreUrl, TableNames, TheftAction};
 use crate::session::rotation::{Decision, Presented, RotationPolicy, TokenHash};
 
+pub mod metered;
 pub mod migrate;
 pub mod mysql;
 pub mod sqlite;

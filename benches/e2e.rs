@@ -1,0 +1,409 @@
+//! End-to-end load benchmark (`cargo bench --bench e2e`): a minimal upstream and the real
+//! gateway on loopback, driven by a Rust client at fixed concurrency for a bounded time.
+//!
+//! Prints req/s and p50/p99 for: direct upstream; gateway public route; gateway authenticated
+//! route (cookie + anti-csrf); refresh with rotation on SQLite and on MySQL (each client
+//! rotating its own session); session creation. Each gateway figure is also printed as a ratio
+//! to the direct-upstream figure of the same run, since absolute numbers on a shared machine
+//! mean little. Also prints store queries per authenticated request and the gateway's RSS.
+//!
+//! Environment: `E2E_SECS` (per scenario, default 5), `E2E_CONCURRENCY` (default 50),
+//! `SESSIONGATE_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`; the MySQL scenario is
+//! reported as skipped, loudly, when no server answers).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn start_upstream() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+                    if req.uri().path() == "/login" {
+                        let user = req.uri().query().unwrap_or("u=bench").to_string();
+                        let v = format!(
+                            "{{\"user_id\":\"{}\",\"jwt_payload\":{{}}}}",
+                            user.replace("u=", "")
+                        );
+                        resp.headers_mut()
+                            .insert("sessiongate-create", v.parse().unwrap());
+                    }
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn config(store_url: &str, upstream: std::net::SocketAddr) -> sessiongate::config::Config {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[store]
+url = "{store_url}"
+connection_limit = 60
+[tokens.refresh_token]
+renew_path = "/auth/refresh"
+[cookie]
+secure = false
+[logging]
+level = "warn"
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "http://{upstream}"
+auth = "public"
+[[routes]]
+name = "login"
+path_prefix = "/login"
+upstream = "http://{upstream}"
+auth = "public"
+session_control = true
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "http://{upstream}"
+anti_csrf = "always"
+"#
+    );
+    sessiongate::config::load_from_str(&toml).expect("bench config")
+}
+
+struct Stats {
+    name: String,
+    requests: u64,
+    errors: u64,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Stats {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+}
+
+/// Per-client state: cookies and anti-csrf token of its own session.
+#[derive(Clone, Default)]
+struct Session {
+    access: String,
+    refresh: String,
+    id_refresh: String,
+    anti_csrf: String,
+}
+
+fn absorb(s: &mut Session, resp: &Response<hyper::body::Incoming>) {
+    for v in resp.headers().get_all("set-cookie") {
+        let v = v.to_str().unwrap_or("");
+        let first = v.split(';').next().unwrap_or("");
+        if let Some((k, val)) = first.split_once('=') {
+            match k {
+                "sAccessToken" => s.access = val.to_string(),
+                "sRefreshToken" => s.refresh = val.to_string(),
+                "sIdRefreshToken" => s.id_refresh = val.to_string(),
+                _ => {}
+            }
+        }
+    }
+    if let Some(t) = resp
+        .headers()
+        .get("anti-csrf")
+        .and_then(|v| v.to_str().ok())
+    {
+        s.anti_csrf = t.to_string();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Plain,
+    Authenticated,
+    Refresh,
+    Create,
+}
+
+async fn login(client: &HttpClient, base: &str, user: &str) -> Session {
+    let req = Request::get(format!("{base}/login?u={user}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.expect("login");
+    let mut s = Session::default();
+    absorb(&mut s, &resp);
+    let _ = resp.into_body().collect().await;
+    assert!(!s.refresh.is_empty(), "login created no session");
+    s
+}
+
+async fn drive(
+    name: &str,
+    client: HttpClient,
+    base: String,
+    path: &'static str,
+    kind: Kind,
+    concurrency: usize,
+    secs: f64,
+) -> Stats {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..concurrency {
+        let client = client.clone();
+        let base = base.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut session = match kind {
+                Kind::Authenticated | Kind::Refresh => {
+                    login(&client, &base, &format!("user{c}")).await
+                }
+                _ => Session::default(),
+            };
+            let mut lat = Vec::with_capacity(4096);
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut b = Request::builder();
+                b = match kind {
+                    Kind::Plain => b.method(Method::GET).uri(format!("{base}{path}")),
+                    Kind::Create => b
+                        .method(Method::GET)
+                        .uri(format!("{base}/login?u=c{c}-{n}")),
+                    Kind::Authenticated => b
+                        .method(Method::GET)
+                        .uri(format!("{base}{path}"))
+                        .header(
+                            "cookie",
+                            format!(
+                                "sAccessToken={}; sIdRefreshToken={}",
+                                session.access, session.id_refresh
+                            ),
+                        )
+                        .header("anti-csrf", &session.anti_csrf),
+                    Kind::Refresh => b
+                        .method(Method::POST)
+                        .uri(format!("{base}/auth/refresh"))
+                        .header(
+                            "cookie",
+                            format!(
+                                "sRefreshToken={}; sIdRefreshToken={}",
+                                session.refresh, session.id_refresh
+                            ),
+                        ),
+                };
+                let req = b.body(Full::new(Bytes::new())).unwrap();
+                let t = Instant::now();
+                match client.request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == 200;
+                        if kind == Kind::Refresh {
+                            absorb(&mut session, &resp);
+                        }
+                        let _ = resp.into_body().collect().await;
+                        if !ok {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                n += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.unwrap();
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Stats {
+        name: name.to_string(),
+        requests: all.len() as u64,
+        errors,
+        secs: elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn mysql_url() -> Option<String> {
+    let base = std::env::var("SESSIONGATE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let pool = mysql_async::Pool::new(base.as_str());
+    let db = format!("sgbench_{}", std::process::id());
+    let mut conn = tokio::time::timeout(Duration::from_secs(3), pool.get_conn())
+        .await
+        .ok()?
+        .ok()?;
+    use mysql_async::prelude::Queryable;
+    conn.query_drop(format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .ok()?;
+    conn.query_drop(format!("CREATE DATABASE {db}"))
+        .await
+        .ok()?;
+    drop(conn);
+    pool.disconnect().await.ok()?;
+    Some(format!("{}/{db}", base.trim_end_matches('/')))
+}
+
+async fn drop_mysql(url: &str) {
+    if let Some((base, db)) = url.rsplit_once('/') {
+        let pool = mysql_async::Pool::new(base);
+        if let Ok(mut c) = pool.get_conn().await {
+            use mysql_async::prelude::Queryable;
+            let _ = c.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await;
+        }
+        let _ = pool.disconnect().await;
+    }
+}
+
+async fn start_gateway(
+    store_url: &str,
+    upstream: std::net::SocketAddr,
+) -> sessiongate::app::Gateway {
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    sessiongate::app::start_on(
+        config(store_url, upstream),
+        sessiongate::clock::Clock::system(),
+        public,
+        admin,
+    )
+    .await
+    .expect("gateway starts")
+}
+
+fn store_queries(gw: &sessiongate::app::Gateway) -> u64 {
+    let m = &gw.state.metrics.store_queries_total;
+    [
+        "session",
+        "refresh",
+        "create_session",
+        "keys",
+        "revocations_since",
+        "user_sessions",
+    ]
+    .iter()
+    .map(|op| m.with_label_values(&[op]).get())
+    .sum()
+}
+
+fn main() {
+    let secs: f64 = std::env::var("E2E_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5.0);
+    let conc: usize = std::env::var("E2E_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let upstream = start_upstream().await;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let gw = start_gateway(&sqlite, upstream).await;
+        let base = format!("http://{}", gw.public_addr);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(conc * 2).build(connector);
+
+        let mut rows = Vec::new();
+        rows.push(drive("direct upstream", client.clone(), format!("http://{upstream}"), "/public/x", Kind::Plain, conc, secs).await);
+        rows.push(drive("gateway public route", client.clone(), base.clone(), "/public/x", Kind::Plain, conc, secs).await);
+        let q0 = store_queries(&gw);
+        let auth = drive("gateway authenticated route", client.clone(), base.clone(), "/api/x", Kind::Authenticated, conc, secs).await;
+        // Logins of the driving clients happen before timing starts; subtract them.
+        let q_auth = store_queries(&gw) - q0 - conc as u64;
+        let auth_requests = auth.requests;
+        rows.push(auth);
+        rows.push(drive("refresh with rotation (SQLite)", client.clone(), base.clone(), "", Kind::Refresh, conc, secs).await);
+        rows.push(drive("session creation (SQLite)", client.clone(), base.clone(), "", Kind::Create, conc, secs).await);
+        let rss = rss_mib();
+        gw.stop().await;
+
+        match mysql_url().await {
+            Some(url) => {
+                let gw = start_gateway(&url, upstream).await;
+                let base = format!("http://{}", gw.public_addr);
+                rows.push(drive("refresh with rotation (MySQL)", client.clone(), base.clone(), "", Kind::Refresh, conc, secs).await);
+                rows.push(drive("session creation (MySQL)", client.clone(), base, "", Kind::Create, conc, secs).await);
+                gw.stop().await;
+                drop_mysql(&url).await;
+            }
+            None => println!("!! MySQL scenarios SKIPPED: no server at SESSIONGATE_TEST_MYSQL_URL"),
+        }
+
+        let direct = rows[0].rps();
+        println!("\nconcurrency {conc}, {secs} s per scenario");
+        println!("{:<34} {:>10} {:>8} {:>9} {:>9} {:>8}", "scenario", "req/s", "errors", "p50 ms", "p99 ms", "×direct");
+        for r in &rows {
+            println!(
+                "{:<34} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>8.2}",
+                r.name, r.rps(), r.errors, r.p50_ms, r.p99_ms, r.rps() / direct
+            );
+        }
+        let public = rows[1].rps();
+        println!("\nauthenticated / public throughput: {:.3}", rows[2].rps() / public);
+        println!("store queries during the authenticated run: {q_auth} for {auth_requests} requests");
+        println!("process RSS after the SQLite scenarios (gateway + upstream + client in one process): {rss:.1} MiB");
+    });
+}

@@ -1,0 +1,285 @@
+//! The admin listener (`server.admin_listen`), separate from the public one.
+//!
+//! Endpoints:
+//! - `GET /healthz` — 200 while the process runs.
+//! - `GET /readyz` — 200 when the store answers and keys are loaded; 503 otherwise and while
+//!   draining.
+//! - `GET /metrics` — Prometheus text.
+//! - `GET /.well-known/jwks.json` — public EdDSA keys.
+//! - `/v1/...` — the session API of SPEC §9, behind `Authorization: Bearer <admin key>`
+//!   (compared in constant time; 403 when no key is configured). Bodies are bounded to
+//!   [`MAX_BODY_BYTES`] (413 beyond).
+//!
+//! It uses the same session operations as the gateway (`sessions.rs`); no SQL here.
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+
+use crate::body::{self, Body};
+use crate::error::{json_response, Reject};
+use crate::state::AppState;
+use crate::store::SessionStore;
+
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub async fn handle(state: AppState, req: Request<Incoming>) -> Response<Body> {
+    match route(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.response(state.cfg.session.expired_status),
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (method.clone(), path.as_str()) {
+        (Method::GET, "/healthz") => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
+        (Method::GET, "/readyz") => readiness(state).await,
+        (Method::GET, "/metrics") => Ok(text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            state.metrics.render(),
+        )),
+        (Method::GET, "/.well-known/jwks.json") => Ok(json_response(
+            StatusCode::OK,
+            &state.sessions.keys().ring().jwks(),
+        )),
+        (_, p) if p.starts_with("/v1/") => {
+            authorize(state, &req)?;
+            v1(state, req).await
+        }
+        _ => Err(Reject::NotFound(format!(
+            "no admin endpoint {method} {path}"
+        ))),
+    }
+}
+
+async fn readiness(state: &AppState) -> Result<Response<Body>, Reject> {
+    if state.is_draining() {
+        return Err(Reject::NotReady("draining".into()));
+    }
+    state
+        .sessions
+        .keys()
+        .ring()
+        .signing_key()
+        .map_err(|e| Reject::NotReady(e.to_string()))?;
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.sessions.store().ping(),
+    )
+    .await;
+    match ping {
+        Ok(Ok(())) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready"}),
+        )),
+        Ok(Err(e)) => Err(Reject::NotReady(format!("store: {e}"))),
+        Err(_) => Err(Reject::NotReady("store did not answer within 2 s".into())),
+    }
+}
+
+fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), Reject> {
+    let Some(key) = state.cfg.admin.api_key.as_deref() else {
+        return Err(Reject::AdminForbidden(
+            "the admin API is disabled: set admin.api_key_file or admin.api_key".into(),
+        ));
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Reject::AdminUnauthorised("missing bearer token".into()))?;
+    if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Reject::AdminUnauthorised("invalid bearer token".into()))
+    }
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Reject> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Reject::PayloadTooLarge
+            } else {
+                Reject::BadRequest(format!("reading body: {e}"))
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| Reject::BadRequest(format!("invalid JSON: {e}")))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    user_id: String,
+    #[serde(default = "empty")]
+    jwt_payload: serde_json::Value,
+    #[serde(default = "empty")]
+    session_data: serde_json::Value,
+}
+
+fn empty() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+fn store_err(e: impl std::fmt::Display) -> Reject {
+    tracing::warn!(error = %e, "admin store operation failed");
+    Reject::StoreUnavailable
+}
+
+fn session_err(e: crate::sessions::SessionError) -> Reject {
+    match e {
+        crate::sessions::SessionError::InvalidInput(m) => Reject::BadRequest(m),
+        other => store_err(other),
+    }
+}
+
+async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let segs: Vec<String> = path
+        .trim_start_matches("/v1/")
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let sessions = &state.sessions;
+    let store = sessions.store();
+    let now = state.clock.now_ms();
+    let ok = |v: serde_json::Value| Ok(json_response(StatusCode::OK, &v));
+    match (method, segs.as_slice()) {
+        (Method::POST, ["sessions"]) => {
+            let b: CreateBody = json_body(req).await?;
+            let s = sessions
+                .create(&b.user_id, b.jwt_payload, b.session_data)
+                .await
+                .map_err(session_err)?;
+            state.metrics.sessions_created_total.inc();
+            Ok(json_response(
+                StatusCode::CREATED,
+                &serde_json::json!({
+                    "handle": s.handle,
+                    "user_id": s.user_id,
+                    "access_token": s.access_token,
+                    "access_token_expires_at": s.access_expires_at,
+                    "refresh_token": s.refresh_token,
+                    "session_expires_at": s.session_expires_at,
+                    "id_refresh_token": s.id_refresh_token,
+                    "anti_csrf": s.anti_csrf,
+                }),
+            ))
+        }
+        (Method::GET, ["sessions", handle]) => {
+            let rec = store
+                .session(handle, now)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| Reject::NotFound(format!("no live session {handle}")))?;
+            ok(serde_json::json!({
+                "handle": rec.handle,
+                "user_id": rec.user_id,
+                "created_at": rec.created_at,
+                "expires_at": rec.expires_at,
+                "jwt_payload": rec.jwt_payload,
+                "session_data": rec.session_data,
+            }))
+        }
+        (Method::DELETE, ["sessions", handle]) => {
+            let handle = handle.to_string();
+            if !sessions.revoke(&handle).await.map_err(session_err)? {
+                return Err(Reject::NotFound(format!("no live session {handle}")));
+            }
+            state
+                .metrics
+                .sessions_revoked_total
+                .with_label_values(&["admin"])
+                .inc();
+            if let Some(bl) = &state.blacklist {
+                bl.insert(&handle, now);
+            }
+            ok(serde_json::json!({ "revoked": true }))
+        }
+        (Method::PUT, ["sessions", handle, "data"]) => {
+            let handle = handle.to_string();
+            let data: serde_json::Value = json_body(req).await?;
+            if !store
+                .update_session_data(&handle, data, now)
+                .await
+                .map_err(store_err)?
+            {
+                return Err(Reject::NotFound(format!("no live session {handle}")));
+            }
+            ok(serde_json::json!({ "updated": true }))
+        }
+        (Method::PUT, ["sessions", handle, "jwt-payload"]) => {
+            let handle = handle.to_string();
+            let payload: serde_json::Value = json_body(req).await?;
+            if !payload.is_object() {
+                return Err(Reject::BadRequest(
+                    "the JWT payload must be a JSON object".into(),
+                ));
+            }
+            if !store
+                .update_jwt_payload(&handle, payload, now)
+                .await
+                .map_err(store_err)?
+            {
+                return Err(Reject::NotFound(format!("no live session {handle}")));
+            }
+            ok(serde_json::json!({ "updated": true }))
+        }
+        (Method::GET, ["users", user, "sessions"]) => {
+            let handles = store.user_sessions(user, now).await.map_err(store_err)?;
+            ok(serde_json::json!({ "user_id": user, "sessions": handles }))
+        }
+        (Method::DELETE, ["users", user, "sessions"]) => {
+            let user = user.to_string();
+            let handles = store.user_sessions(&user, now).await.map_err(store_err)?;
+            let n = sessions.revoke_user(&user).await.map_err(session_err)?;
+            state
+                .metrics
+                .sessions_revoked_total
+                .with_label_values(&["admin"])
+                .inc_by(n);
+            if let Some(bl) = &state.blacklist {
+                for h in &handles {
+                    bl.insert(h, now);
+                }
+            }
+            ok(serde_json::json!({ "revoked": n }))
+        }
+        (Method::POST, ["keys", "rotate"]) => {
+            let kid = sessions.keys().force_rotate().await.map_err(|e| match e {
+                crate::keys::KeyCacheError::StaticKey => Reject::BadRequest(e.to_string()),
+                other => store_err(other),
+            })?;
+            state.metrics.key_rotations_total.inc();
+            ok(serde_json::json!({ "kid": kid }))
+        }
+        (m, _) => Err(Reject::NotFound(format!("no admin endpoint {m} {path}"))),
+    }
+}

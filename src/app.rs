@@ -1,0 +1,187 @@
+//! Assembly: from a validated [`Config`] to a running gateway — store, migrations, key cache,
+//! blacklist, state, the public and admin listeners, the jobs — and the orderly shutdown
+//! (stop accepting, drain for `shutdown_grace_secs`, stop the jobs, close the store).
+//!
+//! [`start_on`] takes bound listeners and a [`Clock`], so tests run a real gateway on port 0
+//! and move time forward without sleeping.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::blacklist::Blacklist;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::jobs::Jobs;
+use crate::keys::{KeyCache, KeyPolicy};
+use crate::metrics::Metrics;
+use crate::server::{self, Limits};
+use crate::sessions::{SessionSettings, Sessions};
+use crate::state::AppState;
+use crate::store::metered::Metered;
+use crate::store::{self, SessionStore};
+
+/// A running gateway.
+pub struct Gateway {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Begins the shutdown sequence; [`Gateway::wait`] returns when it is over.
+    pub fn shutdown(&self) {
+        self.state.start_draining();
+        let _ = self.stop.send(true);
+    }
+
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// Shuts down and waits.
+    pub async fn stop(self) {
+        self.shutdown();
+        self.wait().await;
+    }
+}
+
+/// Binds the configured addresses and starts.
+pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
+    let public = TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("binding server.listen {}", cfg.server.listen))?;
+    let admin = TcpListener::bind(cfg.server.admin_listen)
+        .await
+        .with_context(|| format!("binding server.admin_listen {}", cfg.server.admin_listen))?;
+    start_on(cfg, clock, public, admin).await
+}
+
+/// Builds the state (opening and migrating the store, loading keys) and serves on the given
+/// listeners.
+pub async fn start_on(
+    cfg: Config,
+    clock: Clock,
+    public: TcpListener,
+    admin: TcpListener,
+) -> anyhow::Result<Gateway> {
+    let metrics = Metrics::new();
+    let raw = store::open(&cfg.store).await.context("opening the store")?;
+    let store = Arc::new(Metered::new(raw, metrics.clone()));
+    if cfg.store.auto_migrate {
+        store.migrate().await.context("applying migrations")?;
+    }
+    let policy = KeyPolicy::from_config(&cfg.tokens)?;
+    let keys = Arc::new(
+        KeyCache::load(store.clone(), policy, clock.clone())
+            .await
+            .context("loading signing keys")?,
+    );
+    let sessions = Sessions::new(
+        store.clone(),
+        keys,
+        SessionSettings::from_config(&cfg),
+        clock.clone(),
+    );
+    let blacklist = if cfg.tokens.access_token.blacklisting {
+        let retain = (cfg.tokens.access_token.validity_secs as i64) * 1000 + 60_000;
+        Some(Arc::new(
+            Blacklist::start(store.as_ref(), retain, clock.now_ms())
+                .await
+                .context("reading the revocation feed")?,
+        ))
+    } else {
+        None
+    };
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(server::tls_acceptor(&t.cert, &t.key)?),
+        None => None,
+    };
+    let limits = Limits {
+        max_connections: cfg.server.max_connections,
+        header_read_timeout: cfg.server.header_read_timeout,
+        grace: cfg.server.shutdown_grace,
+    };
+    let state = AppState::new(cfg, sessions, blacklist, metrics, clock);
+    let jobs = Jobs::start(state.clone()).await.context("starting jobs")?;
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+
+    let wait_stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let st = state.clone();
+    let public_task = tokio::spawn(server::serve(
+        public,
+        tls,
+        limits.clone(),
+        move |req, peer| crate::gateway::handle(st.clone(), req, peer),
+        wait_stop(stop_rx.clone()),
+    ));
+    let st = state.clone();
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(server::serve(
+        admin,
+        None,
+        Limits {
+            max_connections: 256,
+            ..limits
+        },
+        move |req, _| crate::admin::handle(st.clone(), req),
+        wait_stop(admin_stop_rx),
+    ));
+    let task = tokio::spawn(async move {
+        let _ = public_task.await;
+        // The admin listener outlives the public one so probes see "draining" until the end.
+        let _ = admin_stop.send(true);
+        let _ = admin_task.await;
+        jobs.stop().await;
+        tracing::info!("stopped");
+    });
+    tracing::info!(public = %public_addr, admin = %admin_addr, "sessiongate listening");
+    Ok(Gateway {
+        public_addr,
+        admin_addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `sessiongate serve`: start, wait for a signal, shut down.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let gw = start(cfg, Clock::system()).await?;
+    termination_signal().await;
+    tracing::info!("termination signal received; draining");
+    gw.stop().await;
+    Ok(())
+}

@@ -1,0 +1,763 @@
+//! The public listener's request handling: the browser contract of SPEC §4 and the upstream
+//! contract of §5.
+//!
+//! Order for every request: strip spoofed identity headers → normalise the path → CORS
+//! preflight → the gateway's own endpoints (refresh, logout) → route → authenticate from the
+//! access token in memory (no store query unless blacklisting needs none either) → forward
+//! with identity → apply session control from the upstream response. Every refusal is a
+//! [`Reject`] turned into a response by `error.rs`. The handler never returns `Err`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::config::{AuthMode, Route};
+use crate::error::{json_response, Reject};
+use crate::http::cookies;
+use crate::proxy::{forward, headers, route};
+use crate::session::access::AccessClaims;
+use crate::session::csrf;
+use crate::session::refresh::RefreshToken;
+use crate::sessions::{IssuedSession, RefreshResult, SessionError, UnauthorisedWhy};
+use crate::state::AppState;
+
+const ACCESS_COOKIE: &str = "sAccessToken";
+const REFRESH_COOKIE: &str = "sRefreshToken";
+const ID_REFRESH_COOKIE: &str = "sIdRefreshToken";
+const ANTI_CSRF: &str = "anti-csrf";
+const ID_REFRESH_HEADER: &str = "id-refresh-token";
+const EXPOSE: &str = "id-refresh-token, anti-csrf";
+
+/// Connection facts the handler needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// What one request looked like, for the access log and metrics.
+struct Outcome {
+    route: &'static str,
+    route_name: Option<String>,
+    user_id: Option<String>,
+}
+
+/// Handles one request. Never fails: every error becomes a response.
+pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_string();
+    let mut outcome = Outcome {
+        route: "unmatched",
+        route_name: None,
+        user_id: None,
+    };
+    let resp = match dispatch(&state, req, peer, &mut outcome).await {
+        Ok(resp) => resp,
+        Err(reject) => reject.response(state.cfg.session.expired_status),
+    };
+    let label = outcome.route_name.as_deref().unwrap_or(outcome.route);
+    let status = resp.status().as_u16();
+    let m = &state.metrics;
+    m.requests_total
+        .with_label_values(&[label, &status.to_string()])
+        .inc();
+    m.request_duration_seconds
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    tracing::info!(
+        target: "sessiongate::access",
+        method = %method,
+        path = %route::normalise_path(&raw_path).unwrap_or_else(|_| "-".into()),
+        route = label,
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        user_id = outcome.user_id.as_deref().unwrap_or("-"),
+        "request"
+    );
+    resp
+}
+
+/// Request facts derived once.
+struct Ctx {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    host: Option<String>,
+    origin: Option<String>,
+    navigation: bool,
+    peer: Peer,
+}
+
+fn host_of(req: &Request<Incoming>) -> Option<String> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+}
+
+fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    *method == Method::GET
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"))
+}
+
+async fn dispatch(
+    state: &AppState,
+    mut req: Request<Incoming>,
+    peer: Peer,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, Reject> {
+    headers::strip_spoofed(req.headers_mut(), &state.cfg.identity)
+        .map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let path =
+        route::normalise_path(req.uri().path()).map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let ctx = Ctx {
+        method: req.method().clone(),
+        query: req.uri().query().map(str::to_string),
+        host: host_of(&req),
+        origin: req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        navigation: is_navigation(req.method(), req.headers()),
+        path,
+        peer,
+    };
+
+    if ctx.method == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        if let Some(origin) = ctx.origin.as_deref().filter(|o| cors_allowed(state, o)) {
+            return Ok(preflight(origin));
+        }
+    }
+
+    let tokens = &state.cfg.tokens;
+    if ctx.path == tokens.refresh_token.renew_path {
+        outcome.route = "refresh";
+        let mut resp = refresh_endpoint(state, &ctx, req.headers()).await?;
+        add_cors(state, &ctx, &mut resp);
+        return Ok(resp);
+    }
+    if state.cfg.session.logout_path.as_deref() == Some(ctx.path.as_str()) {
+        outcome.route = "logout";
+        let mut resp = logout_endpoint(state, &ctx, req.headers()).await?;
+        add_cors(state, &ctx, &mut resp);
+        return Ok(resp);
+    }
+
+    let (_, route) = state
+        .router
+        .route(ctx.host.as_deref(), &ctx.path)
+        .ok_or(Reject::NoRoute)?;
+    outcome.route_name = Some(route.name.clone());
+
+    let session = match route.auth {
+        AuthMode::Public => None,
+        AuthMode::Optional => match authenticate(state, &ctx, route, req.headers()).await {
+            Auth::Valid(c) => Some(c),
+            _ => None,
+        },
+        AuthMode::Required => match authenticate(state, &ctx, route, req.headers()).await {
+            Auth::Valid(c) => Some(c),
+            Auth::TryRefresh => {
+                let mut resp = if ctx.navigation {
+                    refresh_page(state)
+                } else {
+                    Reject::TryRefreshToken.response(state.cfg.session.expired_status)
+                };
+                add_cors(state, &ctx, &mut resp);
+                return Ok(resp);
+            }
+            Auth::NoSession | Auth::Revoked => {
+                let mut resp = match (&route.login_redirect, ctx.navigation) {
+                    (Some(target), true) => login_redirect(target, &ctx),
+                    _ => Reject::Unauthorised.response(state.cfg.session.expired_status),
+                };
+                clear_session(state, resp.headers_mut());
+                add_cors(state, &ctx, &mut resp);
+                return Ok(resp);
+            }
+        },
+    };
+    outcome.user_id = session.as_ref().map(|c| c.sub.clone());
+
+    let mut resp = forward_to(state, &ctx, route, req, session.as_ref()).await?;
+    if route.session_control {
+        apply_session_control(state, &ctx, session.as_ref(), &mut resp).await?;
+    } else {
+        headers::take_session_control(resp.headers_mut());
+    }
+    add_cors(state, &ctx, &mut resp);
+    Ok(resp)
+}
+
+enum Auth {
+    Valid(AccessClaims),
+    /// No `sIdRefreshToken`: the browser has no session.
+    NoSession,
+    TryRefresh,
+    /// Revoked, seen through the blacklist.
+    Revoked,
+}
+
+async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap) -> Auth {
+    let m = &state.metrics.auth_decisions_total;
+    let decide = |outcome: &str, auth: Auth| {
+        m.with_label_values(&[outcome]).inc();
+        auth
+    };
+    if cookies::cookie(h, ID_REFRESH_COOKIE).is_none() {
+        return decide("no_session", Auth::NoSession);
+    }
+    let Some(token) = cookies::cookie(h, ACCESS_COOKIE) else {
+        return decide("missing_access_token", Auth::TryRefresh);
+    };
+    let claims = match state.sessions.verify(&token).await {
+        Ok(c) => c,
+        Err(e) => {
+            let outcome = match e {
+                crate::session::access::AccessError::Expired => "expired",
+                crate::session::access::AccessError::UnknownKey => "unknown_key",
+                _ => "invalid",
+            };
+            return decide(outcome, Auth::TryRefresh);
+        }
+    };
+    if csrf::required(
+        state.cfg.tokens.enable_anti_csrf,
+        route.anti_csrf,
+        &ctx.method,
+    ) {
+        let presented = h.get(ANTI_CSRF).and_then(|v| v.to_str().ok());
+        if !csrf::matches(claims.anti_csrf.as_deref(), presented) {
+            return decide("anti_csrf_failed", Auth::TryRefresh);
+        }
+    }
+    if let Some(bl) = &state.blacklist {
+        if bl.is_revoked(&claims.sid) {
+            return decide("revoked", Auth::Revoked);
+        }
+    }
+    decide("valid", Auth::Valid(claims))
+}
+
+/// Builds and sends the upstream request, returning the upstream response with hop-by-hop
+/// headers removed and its body still streaming.
+async fn forward_to(
+    state: &AppState,
+    ctx: &Ctx,
+    route: &Route,
+    mut req: Request<Incoming>,
+    session: Option<&AccessClaims>,
+) -> Result<Response<Body>, Reject> {
+    let websocket = headers::is_websocket_upgrade(req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let uri = route::join_upstream_uri(&route.upstream, &ctx.path, ctx.query.as_deref())
+        .map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h, websocket);
+    headers::strip_cookie(h, REFRESH_COOKIE);
+    let trusted = state
+        .cfg
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(ctx.peer.addr.ip()));
+    let proto = if ctx.peer.tls { "https" } else { "http" };
+    headers::set_forwarded(h, ctx.peer.addr.ip(), proto, ctx.host.as_deref(), trusted);
+    if let Some(host) = ctx.host.as_deref() {
+        if !h.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(host) {
+                h.insert(header::HOST, v);
+            }
+        }
+    }
+    if let Some(c) = session {
+        let payload = c.payload.to_string();
+        headers::add_identity(h, &state.cfg.identity, &c.sub, &c.sid, &payload)
+            .map_err(|e| Reject::Internal(e.to_string()))?;
+    }
+    let mut up = Request::from_parts(parts, body::stream(incoming));
+    *up.uri_mut() = uri;
+
+    let started = Instant::now();
+    let result = state.upstream.send(up).await;
+    state
+        .metrics
+        .upstream_duration_seconds
+        .with_label_values(&[route.name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    let mut resp = result.inspect_err(|e| {
+        tracing::warn!(route = %route.name, error = %e, "upstream request failed");
+    })?;
+    if let Some(up) = client_upgrade {
+        forward::splice_upgrade(up, &mut resp);
+    }
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let (mut parts, incoming) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, switching);
+    Ok(Response::from_parts(parts, body::stream(incoming)))
+}
+
+fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Adds the creation cookies and headers of SPEC §4 to a response.
+fn set_session(state: &AppState, h: &mut HeaderMap, s: &IssuedSession) {
+    let now = state.clock.now_ms();
+    for c in cookies::session_cookies(
+        &state.cookies,
+        &s.access_token,
+        s.access_expires_at,
+        &s.refresh_token,
+        &s.id_refresh_token,
+        s.session_expires_at,
+        now,
+    ) {
+        h.append(header::SET_COOKIE, c);
+    }
+    if let Some(t) = &s.anti_csrf {
+        set_header(h, ANTI_CSRF, t);
+    }
+    set_header(
+        h,
+        ID_REFRESH_HEADER,
+        &format!("{};{}", s.id_refresh_token, s.session_expires_at),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// Adds the clearing cookies and `id-refresh-token: remove`.
+fn clear_session(state: &AppState, h: &mut HeaderMap) {
+    for c in cookies::clearing_cookies(&state.cookies) {
+        h.append(header::SET_COOKIE, c);
+    }
+    h.insert(
+        HeaderName::from_static(ID_REFRESH_HEADER),
+        HeaderValue::from_static("remove"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE),
+    );
+}
+
+fn store_failure(e: SessionError) -> Reject {
+    match e {
+        SessionError::Store(_) | SessionError::Keys(_) => {
+            tracing::warn!(error = %e, "session store operation failed");
+            Reject::StoreUnavailable
+        }
+        SessionError::InvalidInput(m) => Reject::BadSessionControl(m),
+        SessionError::Sign(m) => Reject::Internal(m),
+    }
+}
+
+/// The gateway's own origin as the browser sees it.
+fn own_origin(ctx: &Ctx) -> Option<String> {
+    let scheme = if ctx.peer.tls { "https" } else { "http" };
+    ctx.host
+        .as_deref()
+        .map(|h| format!("{scheme}://{}", h.to_ascii_lowercase()))
+}
+
+fn cors_allowed(state: &AppState, origin: &str) -> bool {
+    state
+        .cfg
+        .cors
+        .allowed_origins
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(origin))
+}
+
+/// Refuses state-changing gateway endpoints called from a foreign site: an `Origin` that is
+/// neither ours nor allowed, or `Sec-Fetch-Site: cross-site` without an allowed origin.
+fn check_origin(state: &AppState, ctx: &Ctx, h: &HeaderMap) -> Result<(), Reject> {
+    if let Some(origin) = ctx.origin.as_deref() {
+        let own = own_origin(ctx).is_some_and(|o| o.eq_ignore_ascii_case(origin));
+        if !own && !cors_allowed(state, origin) {
+            return Err(Reject::ForbiddenOrigin(origin.to_string()));
+        }
+        return Ok(());
+    }
+    let cross_site = h
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    if cross_site {
+        return Err(Reject::ForbiddenOrigin("cross-site request".into()));
+    }
+    Ok(())
+}
+
+async fn refresh_endpoint(
+    state: &AppState,
+    ctx: &Ctx,
+    h: &HeaderMap,
+) -> Result<Response<Body>, Reject> {
+    if ctx.method != Method::POST {
+        return Err(Reject::MethodNotAllowed("POST"));
+    }
+    check_origin(state, ctx, h)?;
+    let m = &state.metrics;
+    let count = |outcome: &str| m.refresh_total.with_label_values(&[outcome]).inc();
+    let expired = state.cfg.session.expired_status;
+    let unauthorised = |state: &AppState| {
+        let mut resp = Reject::Unauthorised.response(expired);
+        clear_session(state, resp.headers_mut());
+        resp
+    };
+    let (Some(rt), Some(_)) = (
+        cookies::cookie(h, REFRESH_COOKIE),
+        cookies::cookie(h, ID_REFRESH_COOKIE),
+    ) else {
+        count("unauthorised");
+        return Ok(unauthorised(state));
+    };
+    let result = match state.sessions.refresh(&rt).await {
+        Ok(r) => r,
+        Err(e) => {
+            count("store_unavailable");
+            return Err(store_failure(e));
+        }
+    };
+    match result {
+        RefreshResult::Issued {
+            session,
+            grace_replay,
+        } => {
+            count(if grace_replay {
+                "grace_replay"
+            } else {
+                "rotated"
+            });
+            let mut resp = json_response(StatusCode::OK, &serde_json::json!({}));
+            set_session(state, resp.headers_mut(), &session);
+            Ok(resp)
+        }
+        RefreshResult::Theft {
+            handle,
+            user_id,
+            revoked,
+        } => {
+            count("theft");
+            m.token_theft_total.inc();
+            m.sessions_revoked_total
+                .with_label_values(&["theft"])
+                .inc_by(revoked);
+            if let Some(bl) = &state.blacklist {
+                bl.insert(&handle, state.clock.now_ms());
+            }
+            tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
+            let mut resp = Reject::TokenTheft.response(expired);
+            clear_session(state, resp.headers_mut());
+            Ok(resp)
+        }
+        RefreshResult::Unauthorised(why) => {
+            count("unauthorised");
+            if matches!(why, UnauthorisedWhy::BadMac) {
+                tracing::info!("refresh with a forged refresh token refused");
+            }
+            Ok(unauthorised(state))
+        }
+    }
+}
+
+async fn logout_endpoint(
+    state: &AppState,
+    ctx: &Ctx,
+    h: &HeaderMap,
+) -> Result<Response<Body>, Reject> {
+    if ctx.method != Method::POST {
+        return Err(Reject::MethodNotAllowed("POST"));
+    }
+    check_origin(state, ctx, h)?;
+    // The session to end: from a valid access token, else from a genuine refresh token.
+    let mut handle = match cookies::cookie(h, ACCESS_COOKIE) {
+        Some(t) => state.sessions.verify(&t).await.ok().map(|c| c.sid),
+        None => None,
+    };
+    if handle.is_none() {
+        if let Some(rt) = cookies::cookie(h, REFRESH_COOKIE) {
+            let ring = state.sessions.keys().ring();
+            handle = RefreshToken::parse(&rt, ring.refresh_key())
+                .ok()
+                .map(|t| t.handle.to_text());
+        }
+    }
+    if let Some(handle) = handle {
+        let revoked = state
+            .sessions
+            .revoke(&handle)
+            .await
+            .map_err(store_failure)?;
+        if revoked {
+            state
+                .metrics
+                .sessions_revoked_total
+                .with_label_values(&["logout"])
+                .inc();
+        }
+        if let Some(bl) = &state.blacklist {
+            bl.insert(&handle, state.clock.now_ms());
+        }
+    }
+    let mut resp = json_response(StatusCode::OK, &serde_json::json!({}));
+    clear_session(state, resp.headers_mut());
+    Ok(resp)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateControl {
+    user_id: String,
+    #[serde(default = "empty_object")]
+    jwt_payload: serde_json::Value,
+    #[serde(default = "empty_object")]
+    session_data: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+enum RevokeScope {
+    Session,
+    User,
+}
+
+/// Reads `sessiongate-*` headers from an upstream response (always removing them) and acts
+/// on them. Everything is parsed before anything is done, so a malformed header creates
+/// nothing.
+async fn apply_session_control(
+    state: &AppState,
+    _ctx: &Ctx,
+    session: Option<&AccessClaims>,
+    resp: &mut Response<Body>,
+) -> Result<(), Reject> {
+    let control = headers::take_session_control(resp.headers_mut());
+    let bad = |what: &str| Reject::BadSessionControl(what.to_string());
+    let parse_json = |v: &HeaderValue, what: &str| -> Result<serde_json::Value, Reject> {
+        serde_json::from_slice(v.as_bytes()).map_err(|e| bad(&format!("{what}: {e}")))
+    };
+    let create = match &control.create {
+        Some(v) => {
+            let c: CreateControl = serde_json::from_value(parse_json(v, "sessiongate-create")?)
+                .map_err(|e| bad(&format!("sessiongate-create: {e}")))?;
+            if !c.jwt_payload.is_object() {
+                return Err(bad("sessiongate-create: jwt_payload must be an object"));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let revoke = match &control.revoke {
+        Some(v) => match v.as_bytes() {
+            b"session" => Some(RevokeScope::Session),
+            b"user" => Some(RevokeScope::User),
+            _ => return Err(bad("sessiongate-revoke must be `session` or `user`")),
+        },
+        None => None,
+    };
+    let update = match &control.update_payload {
+        Some(v) => {
+            let p = parse_json(v, "sessiongate-update-payload")?;
+            if !p.is_object() {
+                return Err(bad("sessiongate-update-payload must be a JSON object"));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    if control.duplicated {
+        return Err(bad("a session-control header appears more than once"));
+    }
+    if create.is_some() && revoke.is_some() {
+        return Err(bad("sessiongate-create and sessiongate-revoke together"));
+    }
+
+    if let Some(scope) = revoke {
+        if let Some(c) = session {
+            let now = state.clock.now_ms();
+            match scope {
+                RevokeScope::Session => {
+                    if state.sessions.revoke(&c.sid).await.map_err(store_failure)? {
+                        state
+                            .metrics
+                            .sessions_revoked_total
+                            .with_label_values(&["upstream"])
+                            .inc();
+                    }
+                    if let Some(bl) = &state.blacklist {
+                        bl.insert(&c.sid, now);
+                    }
+                }
+                RevokeScope::User => {
+                    let n = state
+                        .sessions
+                        .revoke_user(&c.sub)
+                        .await
+                        .map_err(store_failure)?;
+                    state
+                        .metrics
+                        .sessions_revoked_total
+                        .with_label_values(&["upstream"])
+                        .inc_by(n);
+                    if let Some(bl) = &state.blacklist {
+                        // Other sessions of the user reach this instance through the feed.
+                        bl.insert(&c.sid, now);
+                    }
+                }
+            }
+        }
+        clear_session(state, resp.headers_mut());
+    }
+    if let Some(c) = create {
+        let issued = state
+            .sessions
+            .create(&c.user_id, c.jwt_payload, c.session_data)
+            .await
+            .map_err(store_failure)?;
+        state.metrics.sessions_created_total.inc();
+        set_session(state, resp.headers_mut(), &issued);
+    } else if let Some(payload) = update {
+        let Some(c) = session else {
+            return Err(bad(
+                "sessiongate-update-payload on a request without a session",
+            ));
+        };
+        if let Some((token, expires)) = state
+            .sessions
+            .update_payload(c, payload)
+            .await
+            .map_err(store_failure)?
+        {
+            let now = state.clock.now_ms();
+            resp.headers_mut().append(
+                header::SET_COOKIE,
+                cookies::access_cookie(&state.cookies, &token, expires, now),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn add_cors(state: &AppState, ctx: &Ctx, resp: &mut Response<Body>) {
+    if let Some(origin) = ctx.origin.as_deref().filter(|o| cors_allowed(state, o)) {
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+            if !h.contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS) {
+                h.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static(EXPOSE),
+                );
+            }
+        }
+    }
+}
+
+fn preflight(origin: &str) -> Response<Body> {
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "anti-csrf, supertokens-sdk-name, supertokens-sdk-version, content-type, authorization",
+        ),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    resp
+}
+
+/// `302` to the route's login page with `next` = the original relative path and query.
+/// The target comes from config, `next` is always relative: no open redirect.
+fn login_redirect(target: &str, ctx: &Ctx) -> Response<Body> {
+    let mut next = ctx.path.clone();
+    if let Some(q) = &ctx.query {
+        next.push('?');
+        next.push_str(q);
+    }
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC).collect();
+    let sep = if target.contains('?') { '&' } else { '?' };
+    let location = format!("{target}{sep}next={encoded}");
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The page a browser navigation gets instead of `try_refresh_token`: it POSTs to the renew
+/// path and reloads, so a page load survives access-token expiry.
+fn refresh_page(state: &AppState) -> Response<Body> {
+    let renew = serde_json::to_string(&state.cfg.tokens.refresh_token.renew_path)
+        .unwrap_or_else(|_| "\"/\"".into());
+    let expired = state.cfg.session.expired_status;
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Refreshing session…</title></head>\
+<body><p id=\"m\">Refreshing your session…</p>\
+<noscript><form method=\"post\" action={renew}><button>Continue</button></form></noscript>\
+<script>fetch({renew},{{method:\"POST\",credentials:\"same-origin\"}}).then(function(r){{\
+if(r.status===200||r.status==={expired}){{location.reload();}}else{{document.getElementById(\"m\").textContent=\"The session service is unavailable; please retry shortly.\";}}\
+}},function(){{document.getElementById(\"m\").textContent=\"Network error; please retry.\";}});</script>\
+</body></html>"
+    );
+    let mut resp = Response::new(body::full(html));
+    *resp.status_mut() = StatusCode::from_u16(expired).unwrap_or(StatusCode::UNAUTHORIZED);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,3 @@
+//! HTTP pieces shared by the gateway and the admin listener that are not proxy logic.
+
+pub mod cookies;

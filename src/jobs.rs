@@ -1,0 +1,146 @@
+//! Sidecar jobs run by tokio-cron-scheduler inside the process, in UTC: the signing-key
+//! rotation check (every minute) and the purge of expired sessions (`removal_cron`, batched,
+//! one instance at a time through the store's job lock). Each run is counted and timed in
+//! `job_runs_total{job,outcome}` / `job_duration_seconds{job}`.
+//!
+//! The blacklist feed poll is not a cron job (it runs several times a second); it is a plain
+//! interval task started next to the scheduler and stopped with it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::state::AppState;
+use crate::store::SessionStore;
+
+/// Rows deleted per purge statement.
+pub const PURGE_BATCH: u32 = 1000;
+
+/// One purge run: batches until fewer than a batch remain. Returns the rows deleted, or None
+/// when another instance holds the purge lock.
+pub async fn purge_once(state: &AppState) -> Result<Option<u64>, crate::store::StoreError> {
+    let store = state.sessions.store().clone();
+    let now = state.clock.now_ms();
+    // Feed entries are needed only while an access token they refuse can still be alive.
+    let feed_before = now - (state.cfg.tokens.access_token.validity_secs as i64) * 1000 - 60_000;
+    let inner = store.clone();
+    store
+        .with_job_lock("sessiongate_purge", async move {
+            let mut total = 0;
+            loop {
+                let n = inner.purge_expired(now, feed_before, PURGE_BATCH).await?;
+                total += n;
+                if n < u64::from(PURGE_BATCH) {
+                    return Ok(total);
+                }
+            }
+        })
+        .await
+}
+
+fn record(state: &AppState, job: &str, started: Instant, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    state
+        .metrics
+        .job_runs_total
+        .with_label_values(&[job, outcome])
+        .inc();
+    state
+        .metrics
+        .job_duration_seconds
+        .with_label_values(&[job])
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// One run of the rotation check.
+pub async fn rotate_keys_once(state: &AppState) {
+    let started = Instant::now();
+    match state.sessions.keys().rotate_if_due().await {
+        Ok(created) => {
+            if let Some(kid) = created {
+                state.metrics.key_rotations_total.inc();
+                tracing::info!(kid = %kid, "signing key rotated");
+            }
+            record(state, "key_rotation", started, true);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "key rotation check failed");
+            record(state, "key_rotation", started, false);
+        }
+    }
+}
+
+/// One run of the purge job.
+pub async fn purge_job_once(state: &AppState) {
+    let started = Instant::now();
+    match purge_once(state).await {
+        Ok(Some(n)) => {
+            state.metrics.purged_sessions_total.inc_by(n);
+            tracing::info!(deleted = n, "purged expired sessions");
+            record(state, "purge", started, true);
+        }
+        Ok(None) => {
+            tracing::debug!("purge skipped: another instance holds the lock");
+            record(state, "purge", started, true);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "purge failed");
+            record(state, "purge", started, false);
+        }
+    }
+}
+
+/// The running jobs; [`Jobs::stop`] ends them.
+pub struct Jobs {
+    scheduler: JobScheduler,
+    feed: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Jobs {
+    pub async fn start(state: AppState) -> anyhow::Result<Self> {
+        let scheduler = JobScheduler::new().await?;
+        let st = state.clone();
+        scheduler
+            .add(Job::new_async("0 * * * * *", move |_, _| {
+                let st = st.clone();
+                Box::pin(async move { rotate_keys_once(&st).await })
+            })?)
+            .await?;
+        let st = state.clone();
+        scheduler
+            .add(Job::new_async(
+                state.cfg.tokens.refresh_token.removal_cron.as_str(),
+                move |_, _| {
+                    let st = st.clone();
+                    Box::pin(async move { purge_job_once(&st).await })
+                },
+            )?)
+            .await?;
+        scheduler.start().await?;
+        let feed = state.blacklist.clone().map(|bl| {
+            let st = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::blacklist::POLL_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let store: &Arc<_> = st.sessions.store();
+                    if let Err(e) = bl.catch_up(store.as_ref(), st.clock.now_ms()).await {
+                        tracing::debug!(error = %e, "revocation feed poll failed");
+                    }
+                }
+            })
+        });
+        Ok(Self { scheduler, feed })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(f) = self.feed.take() {
+            f.abort();
+        }
+        if let Err(e) = self.scheduler.shutdown().await {
+            tracing::warn!(error = %e, "job scheduler did not stop cleanly");
+        }
+    }
+}
