@@ -1,82 +1,599 @@
-//! MySQL store (mysql_async). Placeholder until the store lands.
+//! MySQL / MariaDB store (mysql_async): the production store, shared by many gateway
+//! instances.
+//!
+//! Every operation takes one pooled connection, does its work (a refresh is one transaction
+//! with the row locked by `SELECT … FOR UPDATE`), and returns it: no operation waits for a
+//! second connection while holding one, so no pool size can deadlock. Getting a connection
+//! is bounded by [`ACQUIRE_TIMEOUT`]; an unreachable server is `StoreError::Unavailable`, not a
+//! hang. `with_job_lock` uses `GET_LOCK` on a dedicated connection.
+
+use std::future::Future;
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+
+use super::migrate;
 use super::*;
 use crate::config::TableNames;
+use crate::session::rotation::{decide, RotationState, UnauthorisedReason};
 
-pub struct MysqlStore;
+/// Longest wait for a pooled connection (including connecting).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct MysqlStore {
+    pool: Pool,
+    t: TableNames,
+}
+
+fn err(e: mysql_async::Error) -> StoreError {
+    match e {
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        mysql_async::Error::Server(ref s)
+            if matches!(s.code, 1040 | 1053 | 1205 | 1213 | 2006 | 2013) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Query(other.to_string()),
+    }
+}
+
+/// kid, purpose, seq, algorithm, secret, public key, created at.
+type KeyRow = (String, String, u64, String, Vec<u8>, Vec<u8>, i64);
+
+const SESSION_COLS: &str = "session_handle, user_id, generation, current_hash, previous_hash, \
+     rotated_at_ms, session_data, jwt_payload, created_at_ms, expires_at_ms";
+
+type RawRow = (
+    String,
+    String,
+    u64,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+);
+
+fn hash(v: Vec<u8>, what: &str) -> StoreResult<TokenHash> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+fn record(raw: RawRow) -> StoreResult<SessionRecord> {
+    let (handle, user_id, generation, cur, prev, rotated_at, data, payload, created, expires) = raw;
+    let json = |s: &str, what: &str| {
+        serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    };
+    Ok(SessionRecord {
+        handle,
+        user_id,
+        generation,
+        current_hash: hash(cur, "current_hash")?,
+        previous_hash: prev.map(|p| hash(p, "previous_hash")).transpose()?,
+        rotated_at,
+        session_data: json(&data, "session_data")?,
+        jwt_payload: json(&payload, "jwt_payload")?,
+        created_at: created,
+        expires_at: expires,
+    })
+}
+
+fn row_to_raw(row: mysql_async::Row) -> StoreResult<RawRow> {
+    mysql_async::from_row_opt(row).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
 
 impl MysqlStore {
-    pub fn open(_url: &str, _limit: u32, _tables: &TableNames) -> StoreResult<Self> {
-        Err(StoreError::Unavailable("mysql store not built yet".into()))
+    /// Creates the pool (connections are made lazily; `ping` or `migrate` proves the server).
+    pub fn open(url: &str, connection_limit: u32, tables: &TableNames) -> StoreResult<Self> {
+        let t = checked_tables(tables)?;
+        let opts = Opts::from_url(url).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "invalid MySQL URL {}: {e}",
+                crate::config::mask_url_password(url)
+            ))
+        })?;
+        let max = connection_limit.max(1) as usize;
+        let constraints = PoolConstraints::new(max.min(2), max)
+            .ok_or_else(|| StoreError::Unavailable("invalid pool constraints".into()))?;
+        let pool_opts = PoolOpts::default()
+            .with_constraints(constraints)
+            .with_reset_connection(false)
+            .with_inactive_connection_ttl(Duration::from_secs(60));
+        let opts = OptsBuilder::from_opts(opts)
+            .pool_opts(pool_opts)
+            .tcp_nodelay(true)
+            .stmt_cache_size(64);
+        Ok(Self {
+            pool: Pool::new(opts),
+            t,
+        })
     }
+
+    async fn conn(&self) -> StoreResult<Conn> {
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.get_conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no MySQL connection within {} s",
+                ACQUIRE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(self) {
+        let _ = self.pool.disconnect().await;
+    }
+
+    fn tx_opts() -> TxOpts {
+        let mut o = TxOpts::default();
+        o.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
+        o
+    }
+}
+
+async fn feed<Q: Queryable>(c: &mut Q, handles: &[String], now: Millis) -> StoreResult<()> {
+    if handles.is_empty() {
+        return Ok(());
+    }
+    c.exec_batch(
+        "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) VALUES (?, ?)",
+        handles.iter().map(|h| (h.as_str(), now)),
+    )
+    .await
+    .map_err(err)
 }
 
 impl SessionStore for MysqlStore {
     async fn migrate(&self) -> StoreResult<usize> {
-        Err(nyi())
+        let mut c = self.conn().await?;
+        let got: Option<Option<i64>> = c
+            .query_first("SELECT GET_LOCK('sessiongate_migrate', 30)")
+            .await
+            .map_err(err)?;
+        if got.flatten() != Some(1) {
+            return Err(StoreError::Migration(
+                "another instance held the migration lock for 30 s".into(),
+            ));
+        }
+        let result = async {
+            c.query_drop(migrate::MIGRATIONS_TABLE_DDL).await.map_err(err)?;
+            let mut applied = 0;
+            for m in migrate::MYSQL {
+                let done: Option<u32> = c
+                    .exec_first(
+                        "SELECT version FROM sessiongate_migrations WHERE version = ?",
+                        (m.version,),
+                    )
+                    .await
+                    .map_err(err)?;
+                if done.is_some() {
+                    continue;
+                }
+                // MySQL DDL commits implicitly; each statement is idempotent (IF NOT EXISTS)
+                // so a migration interrupted half-way can simply run again.
+                for stmt in m.statements(&self.t) {
+                    c.query_drop(&stmt).await.map_err(|e| {
+                        StoreError::Migration(format!("{} ({}): {e}", m.version, m.name))
+                    })?;
+                }
+                c.exec_drop(
+                    "INSERT INTO sessiongate_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)",
+                    (m.version, m.name, crate::clock::Clock::system().now_ms()),
+                )
+                .await
+                .map_err(err)?;
+                applied += 1;
+            }
+            Ok(applied)
+        }
+        .await;
+        let _ = c.query_drop("DO RELEASE_LOCK('sessiongate_migrate')").await;
+        result
     }
+
     async fn ping(&self) -> StoreResult<()> {
-        Err(nyi())
+        let mut c = self.conn().await?;
+        c.ping().await.map_err(err)
     }
-    async fn create_session(&self, _new: NewSession) -> StoreResult<()> {
-        Err(nyi())
+
+    async fn create_session(&self, new: NewSession) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "INSERT INTO `{}` ({SESSION_COLS}) VALUES (?, ?, 0, ?, NULL, ?, ?, ?, ?, ?)",
+                self.t.refresh_tokens
+            ),
+            (
+                new.handle,
+                new.user_id,
+                new.refresh_hash.to_vec(),
+                new.created_at,
+                new.session_data.to_string(),
+                new.jwt_payload.to_string(),
+                new.created_at,
+                new.expires_at,
+            ),
+        )
+        .await
+        .map_err(err)
     }
-    async fn session(&self, _h: &str, _now: Millis) -> StoreResult<Option<SessionRecord>> {
-        Err(nyi())
+
+    async fn session(&self, handle: &str, now: Millis) -> StoreResult<Option<SessionRecord>> {
+        let mut c = self.conn().await?;
+        let row: Option<mysql_async::Row> = c
+            .exec_first(
+                format!(
+                    "SELECT {SESSION_COLS} FROM `{}` WHERE session_handle = ? AND expires_at_ms > ?",
+                    self.t.refresh_tokens
+                ),
+                (handle, now),
+            )
+            .await
+            .map_err(err)?;
+        row.map(|r| row_to_raw(r).and_then(record)).transpose()
     }
-    async fn refresh(&self, _req: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        Err(nyi())
+
+    async fn refresh(&self, req: RefreshRequest) -> StoreResult<RefreshOutcome> {
+        let mut c = self.conn().await?;
+        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
+        let row: Option<mysql_async::Row> = tx
+            .exec_first(
+                format!(
+                    "SELECT {SESSION_COLS} FROM `{}` WHERE session_handle = ? FOR UPDATE",
+                    self.t.refresh_tokens
+                ),
+                (req.handle.as_str(),),
+            )
+            .await
+            .map_err(err)?;
+        let row = row.map(|r| row_to_raw(r).and_then(record)).transpose()?;
+        let state = row.as_ref().map(|r| RotationState {
+            generation: r.generation,
+            current_hash: r.current_hash,
+            previous_hash: r.previous_hash,
+            rotated_at: r.rotated_at,
+            expires_at: r.expires_at,
+        });
+        let decision = decide(state.as_ref(), &req.presented, req.now, req.policy);
+        let outcome = match (decision, row) {
+            (Decision::Rotate { .. }, Some(row)) => {
+                let new = rotated_record(&row, &req, decision);
+                tx.exec_drop(
+                    format!(
+                        "UPDATE `{}` SET generation = ?, current_hash = ?, previous_hash = ?, \
+                         rotated_at_ms = ?, expires_at_ms = ? WHERE session_handle = ?",
+                        self.t.refresh_tokens
+                    ),
+                    (
+                        new.generation,
+                        new.current_hash.to_vec(),
+                        new.previous_hash.map(|h| h.to_vec()),
+                        new.rotated_at,
+                        new.expires_at,
+                        new.handle.as_str(),
+                    ),
+                )
+                .await
+                .map_err(err)?;
+                RefreshOutcome::Rotated(new)
+            }
+            (Decision::GraceReplay, Some(row)) => RefreshOutcome::GraceReplay(row),
+            (Decision::Theft, Some(row)) => {
+                let revoked = match req.theft_action {
+                    TheftAction::RevokeSession => {
+                        feed(&mut tx, std::slice::from_ref(&row.handle), req.now).await?;
+                        tx.exec_drop(
+                            format!(
+                                "DELETE FROM `{}` WHERE session_handle = ?",
+                                self.t.refresh_tokens
+                            ),
+                            (row.handle.as_str(),),
+                        )
+                        .await
+                        .map_err(err)?;
+                        tx.affected_rows()
+                    }
+                    TheftAction::RevokeAllUserSessions => {
+                        tx.exec_drop(
+                            format!(
+                                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
+                                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
+                                self.t.refresh_tokens
+                            ),
+                            (req.now, row.user_id.as_str()),
+                        )
+                        .await
+                        .map_err(err)?;
+                        tx.exec_drop(
+                            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
+                            (row.user_id.as_str(),),
+                        )
+                        .await
+                        .map_err(err)?;
+                        tx.affected_rows()
+                    }
+                };
+                RefreshOutcome::Theft {
+                    handle: row.handle,
+                    user_id: row.user_id,
+                    revoked,
+                }
+            }
+            (Decision::Unauthorised(r), _) => RefreshOutcome::Unauthorised(r),
+            (_, None) => RefreshOutcome::Unauthorised(UnauthorisedReason::UnknownSession),
+        };
+        tx.commit().await.map_err(err)?;
+        Ok(outcome)
     }
-    async fn user_sessions(&self, _u: &str, _now: Millis) -> StoreResult<Vec<String>> {
-        Err(nyi())
+
+    async fn user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<Vec<String>> {
+        let mut c = self.conn().await?;
+        c.exec(
+            format!(
+                "SELECT session_handle FROM `{}` WHERE user_id = ? AND expires_at_ms > ? \
+                 ORDER BY created_at_ms, session_handle",
+                self.t.refresh_tokens
+            ),
+            (user_id, now),
+        )
+        .await
+        .map_err(err)
     }
-    async fn revoke_session(&self, _h: &str, _now: Millis) -> StoreResult<bool> {
-        Err(nyi())
+
+    async fn revoke_session(&self, handle: &str, now: Millis) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
+        tx.exec_drop(
+            format!(
+                "DELETE FROM `{}` WHERE session_handle = ?",
+                self.t.refresh_tokens
+            ),
+            (handle,),
+        )
+        .await
+        .map_err(err)?;
+        let deleted = tx.affected_rows() > 0;
+        if deleted {
+            feed(&mut tx, &[handle.to_string()], now).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(deleted)
     }
-    async fn revoke_user_sessions(&self, _u: &str, _now: Millis) -> StoreResult<u64> {
-        Err(nyi())
+
+    async fn revoke_user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<u64> {
+        let mut c = self.conn().await?;
+        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
+        tx.exec_drop(
+            format!(
+                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
+                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
+                self.t.refresh_tokens
+            ),
+            (now, user_id),
+        )
+        .await
+        .map_err(err)?;
+        tx.exec_drop(
+            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
+            (user_id,),
+        )
+        .await
+        .map_err(err)?;
+        let n = tx.affected_rows();
+        tx.commit().await.map_err(err)?;
+        Ok(n)
     }
+
     async fn update_session_data(
         &self,
-        _h: &str,
-        _d: serde_json::Value,
-        _now: Millis,
+        handle: &str,
+        data: serde_json::Value,
+        now: Millis,
     ) -> StoreResult<bool> {
-        Err(nyi())
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "UPDATE `{}` SET session_data = ? WHERE session_handle = ? AND expires_at_ms > ?",
+                self.t.refresh_tokens
+            ),
+            (data.to_string(), handle, now),
+        )
+        .await
+        .map_err(err)?;
+        Ok(c.affected_rows() > 0 || self.exists(&mut c, handle, now).await?)
     }
+
     async fn update_jwt_payload(
         &self,
-        _h: &str,
-        _p: serde_json::Value,
-        _now: Millis,
+        handle: &str,
+        payload: serde_json::Value,
+        now: Millis,
     ) -> StoreResult<bool> {
-        Err(nyi())
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "UPDATE `{}` SET jwt_payload = ? WHERE session_handle = ? AND expires_at_ms > ?",
+                self.t.refresh_tokens
+            ),
+            (payload.to_string(), handle, now),
+        )
+        .await
+        .map_err(err)?;
+        Ok(c.affected_rows() > 0 || self.exists(&mut c, handle, now).await?)
     }
-    async fn purge_expired(&self, _now: Millis, _f: Millis, _b: u32) -> StoreResult<u64> {
-        Err(nyi())
+
+    async fn purge_expired(
+        &self,
+        now: Millis,
+        feed_before: Millis,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "DELETE FROM `{}` WHERE expires_at_ms <= ? ORDER BY expires_at_ms LIMIT {batch}",
+                self.t.refresh_tokens
+            ),
+            (now,),
+        )
+        .await
+        .map_err(err)?;
+        let n = c.affected_rows();
+        c.exec_drop(
+            "DELETE FROM sessiongate_revocation WHERE revoked_at_ms < ?",
+            (feed_before,),
+        )
+        .await
+        .map_err(err)?;
+        Ok(n)
     }
+
     async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
-        Err(nyi())
+        let mut c = self.conn().await?;
+        let rows: Vec<KeyRow> = c
+            .query(format!(
+                "SELECT kid, purpose, seq, algorithm, secret, public_key, created_at_ms FROM `{}` ORDER BY seq, kid",
+                self.t.signing_key
+            ))
+            .await
+            .map_err(err)?;
+        rows.into_iter()
+            .map(
+                |(kid, purpose, seq, algorithm, secret, public, created_at)| {
+                    Ok(StoredKey {
+                        purpose: KeyPurpose::parse(&purpose).ok_or_else(|| {
+                            StoreError::Corrupt(format!("key {kid}: purpose {purpose}"))
+                        })?,
+                        kid,
+                        seq,
+                        algorithm,
+                        secret,
+                        public,
+                        created_at,
+                    })
+                },
+            )
+            .collect()
     }
-    async fn insert_key(&self, _k: StoredKey) -> StoreResult<bool> {
-        Err(nyi())
+
+    async fn insert_key(&self, key: StoredKey) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "INSERT IGNORE INTO `{}` (kid, purpose, seq, algorithm, secret, public_key, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self.t.signing_key
+            ),
+            (
+                key.kid,
+                key.purpose.as_str(),
+                key.seq,
+                key.algorithm,
+                key.secret,
+                key.public,
+                key.created_at,
+            ),
+        )
+        .await
+        .map_err(err)?;
+        Ok(c.affected_rows() > 0)
     }
-    async fn delete_access_keys_before(&self, _b: Millis) -> StoreResult<u64> {
-        Err(nyi())
+
+    async fn delete_access_keys_before(&self, before: Millis) -> StoreResult<u64> {
+        let mut c = self.conn().await?;
+        let newest: Option<Option<u64>> = c
+            .query_first(format!(
+                "SELECT MAX(seq) FROM `{}` WHERE purpose = 'access'",
+                self.t.signing_key
+            ))
+            .await
+            .map_err(err)?;
+        let Some(newest) = newest.flatten() else {
+            return Ok(0);
+        };
+        c.exec_drop(
+            format!(
+                "DELETE FROM `{}` WHERE purpose = 'access' AND created_at_ms < ? AND seq < ?",
+                self.t.signing_key
+            ),
+            (before, newest),
+        )
+        .await
+        .map_err(err)?;
+        Ok(c.affected_rows())
     }
-    async fn revocations_since(&self, _a: u64, _l: u32) -> StoreResult<Vec<Revocation>> {
-        Err(nyi())
+
+    async fn revocations_since(&self, after: u64, limit: u32) -> StoreResult<Vec<Revocation>> {
+        let mut c = self.conn().await?;
+        let rows: Vec<(u64, String, i64)> = c
+            .exec(
+                format!(
+                    "SELECT id, session_handle, revoked_at_ms FROM sessiongate_revocation \
+                     WHERE id > ? ORDER BY id LIMIT {limit}"
+                ),
+                (after,),
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, handle, revoked_at)| Revocation {
+                id,
+                handle,
+                revoked_at,
+            })
+            .collect())
     }
+
     async fn revocation_head(&self) -> StoreResult<u64> {
-        Err(nyi())
+        let mut c = self.conn().await?;
+        let v: Option<Option<u64>> = c
+            .query_first("SELECT MAX(id) FROM sessiongate_revocation")
+            .await
+            .map_err(err)?;
+        Ok(v.flatten().unwrap_or(0))
     }
+
     async fn with_job_lock<T: Send>(
         &self,
-        _n: &str,
-        _f: impl Future<Output = StoreResult<T>> + Send,
+        name: &str,
+        f: impl Future<Output = StoreResult<T>> + Send,
     ) -> StoreResult<Option<T>> {
-        Err(nyi())
+        // The lock lives on this connection; `f` uses other pooled connections. The lock
+        // connection never waits for one of those, so this cannot deadlock the pool.
+        let mut c = self.conn().await?;
+        let got: Option<Option<i64>> = c
+            .exec_first("SELECT GET_LOCK(?, 0)", (name,))
+            .await
+            .map_err(err)?;
+        if got.flatten() != Some(1) {
+            return Ok(None);
+        }
+        let result = f.await;
+        let _ = c.exec_drop("DO RELEASE_LOCK(?)", (name,)).await;
+        result.map(Some)
     }
 }
-fn nyi() -> StoreError {
-    StoreError::Unavailable("not built yet".into())
+
+impl MysqlStore {
+    /// Whether a live row exists (an UPDATE that sets the same value reports 0 affected rows).
+    async fn exists(&self, c: &mut Conn, handle: &str, now: Millis) -> StoreResult<bool> {
+        let v: Option<u8> = c
+            .exec_first(
+                format!(
+                    "SELECT 1 FROM `{}` WHERE session_handle = ? AND expires_at_ms > ?",
+                    self.t.refresh_tokens
+                ),
+                (handle, now),
+            )
+            .await
+            .map_err(err)?;
+        Ok(v.is_some())
+    }
 }
