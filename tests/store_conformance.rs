@@ -501,7 +501,6 @@ async fn sequential_refresh_timing<S: SessionStore>(s: &S, label: &str) {
             matches!(out, RefreshOutcome::Rotated(_)),
             "refresh {i}: {out:?}"
         );
-        generation += 1;
     }
     let elapsed = started.elapsed();
     eprintln!(
