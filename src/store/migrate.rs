@@ -63,7 +63,7 @@ mod tests {
                 refresh_tokens: "sess_y".into(),
             };
             let stmts = set[0].statements(&t);
-            assert!(stmts.len() >= 4);
+            assert!(stmts.len() >= 3);
             assert!(stmts.iter().all(|s| !s.contains("{{")));
             assert!(stmts.iter().any(|s| s.contains("sess_y")));
             assert!(stmts.iter().any(|s| s.contains("keys_x")));

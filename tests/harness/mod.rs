@@ -60,7 +60,12 @@ async fn upstream_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, I
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
     let method = req.method().to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let echo = serde_json::json!({
         "method": method,
         "path": path,
@@ -71,8 +76,10 @@ async fn upstream_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, I
     let mut resp = Response::new(full(echo.to_string()));
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
-    match path.as_str() {
-        "/login" | "/auth/login" => {
+    // Behaviour is chosen by the last path segment, so every route prefix reaches it.
+    let last = path.rsplit('/').next().unwrap_or("");
+    match last {
+        "login" => {
             let user = query_param(&uri, "user").unwrap_or_else(|| "alice".into());
             let create = serde_json::json!({
                 "user_id": user,
@@ -82,40 +89,54 @@ async fn upstream_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, I
             resp.headers_mut()
                 .insert("sessiongate-create", create.to_string().parse().unwrap());
         }
-        "/logout-all" => {
+        "logout-all" => {
             resp.headers_mut()
                 .insert("sessiongate-revoke", "user".parse().unwrap());
         }
-        "/bad-control" => {
+        "bad-control" => {
             resp.headers_mut()
                 .insert("sessiongate-create", "{not json".parse().unwrap());
         }
-        "/update" => {
+        "update" => {
             let role = query_param(&uri, "role").unwrap_or_else(|| "admin".into());
             resp.headers_mut().insert(
                 "sessiongate-update-payload",
-                serde_json::json!({"role": role}).to_string().parse().unwrap(),
+                serde_json::json!({"role": role})
+                    .to_string()
+                    .parse()
+                    .unwrap(),
             );
         }
-        "/slow" => {
-            let ms: u64 = query_param(&uri, "ms").and_then(|v| v.parse().ok()).unwrap_or(5000);
+        "slow" => {
+            let ms: u64 = query_param(&uri, "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        "/stream" => {
-            let chunks: usize = query_param(&uri, "chunks").and_then(|v| v.parse().ok()).unwrap_or(5);
-            let ms: u64 = query_param(&uri, "ms").and_then(|v| v.parse().ok()).unwrap_or(200);
+        "stream" => {
+            let chunks: usize = query_param(&uri, "chunks")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5);
+            let ms: u64 = query_param(&uri, "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
             tokio::spawn(async move {
                 for i in 0..chunks {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
-                    if tx.send(Ok(Frame::data(Bytes::from(format!("chunk{i};"))))).await.is_err() {
+                    if tx
+                        .send(Ok(Frame::data(Bytes::from(format!("chunk{i};")))))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
             });
             let stream = tokio_stream_from(rx);
             let mut r = Response::new(StreamBody::new(stream).boxed());
-            r.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/plain".parse().unwrap());
             return Ok(r);
         }
         _ => {}
@@ -136,7 +157,9 @@ impl TestUpstream {
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service_fn(upstream_handler))
@@ -156,35 +179,22 @@ impl TestUpstream {
 /// A gateway config for tests: plain-http cookies, the given store and upstream, routes
 /// `/api` (required), `/public` (public), `/auth/login` (public, session control),
 /// `/opt` (optional), `/app` (required, login redirect), `/` (required, session control).
+/// `extra` holds more root-level dotted keys, e.g. `tokens.access_token.blacklisting = true`.
 pub fn test_config(store_url: &str, upstream: &str, extra: &str) -> Config {
     let toml = format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-upstream_timeout_secs = 2
-shutdown_grace_secs = 5
-
-[store]
-url = "{store_url}"
-connection_limit = 20
-
-[tokens.access_token]
-validity_secs = 60
-
-[tokens.refresh_token]
-renew_path = "/auth/refresh"
-reuse_grace_secs = 10
-
-[cookie]
-secure = false
-
-[session]
-logout_path = "/auth/logout"
-
-[admin]
-api_key = "test-admin-key-0123456789"
-
+server.listen = "127.0.0.1:0"
+server.admin_listen = "127.0.0.1:0"
+server.upstream_timeout_secs = 2
+server.shutdown_grace_secs = 5
+store.url = "{store_url}"
+store.connection_limit = 20
+tokens.access_token.validity_secs = 60
+tokens.refresh_token.renew_path = "/auth/refresh"
+tokens.refresh_token.reuse_grace_secs = 10
+cookie.secure = false
+session.logout_path = "/auth/logout"
+admin.api_key = "test-admin-key-0123456789"
 {extra}
 
 [[routes]]
@@ -230,7 +240,9 @@ session_control = true
 pub async fn start_gateway(cfg: Config, clock: Clock) -> Gateway {
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    app::start_on(cfg, clock, public, admin).await.expect("gateway starts")
+    app::start_on(cfg, clock, public, admin)
+        .await
+        .expect("gateway starts")
 }
 
 /// A response as a test sees it.
@@ -312,7 +324,11 @@ impl Browser {
             .expect("request timed out")
             .expect("request failed");
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let resp = Resp {
             status: parts.status,
             headers: parts.headers,
@@ -326,7 +342,9 @@ impl Browser {
     pub fn absorb(&mut self, resp: &Resp) {
         for c in resp.set_cookies() {
             let first = c.split(';').next().unwrap_or("");
-            let Some((name, value)) = first.split_once('=') else { continue };
+            let Some((name, value)) = first.split_once('=') else {
+                continue;
+            };
             let cleared = value.is_empty() || c.contains("Max-Age=0");
             if cleared {
                 self.jar.remove(name.trim());
