@@ -2,7 +2,7 @@
 //! contract of §5.
 //!
 //! Order for every request: strip spoofed identity headers → normalise the path → CORS
-//! preflight → the gateway's own endpoints (refresh, logout) → route → authenticate from the
+//! preflight → the gateway's own endpoints (JWKS, refresh, logout) → route → authenticate from the
 //! access token in memory (no store query unless blacklisting needs none either) → forward
 //! with identity → apply session control from the upstream response. Every refusal is a
 //! [`Reject`] turned into a response by `error.rs`. The handler never returns `Err`.
@@ -30,6 +30,8 @@ const ID_REFRESH_COOKIE: &str = "sIdRefreshToken";
 const ANTI_CSRF: &str = "anti-csrf";
 const ID_REFRESH_HEADER: &str = "id-refresh-token";
 const EXPOSE: &str = "id-refresh-token, anti-csrf";
+/// Public keys for upstreams that verify the JWT themselves (EdDSA keys only).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// Connection facts the handler needs.
 #[derive(Clone, Copy, Debug)]
@@ -147,6 +149,12 @@ async fn dispatch(
         }
     }
 
+    if ctx.method == Method::GET && ctx.path == JWKS_PATH {
+        outcome.route = "jwks";
+        let mut resp = json_response(StatusCode::OK, &state.sessions.keys().ring().jwks());
+        add_cors(state, &ctx, &mut resp);
+        return Ok(resp);
+    }
     let tokens = &state.cfg.tokens;
     if ctx.path == tokens.refresh_token.renew_path {
         outcome.route = "refresh";

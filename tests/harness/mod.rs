@@ -49,8 +49,37 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     })
 }
 
-async fn upstream_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+async fn upstream_handler(mut req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
     let path = req.uri().path().to_string();
+    if path.ends_with("/ws") {
+        // A raw echo after a WebSocket-style upgrade; reports the identity it saw first.
+        let user = req
+            .headers()
+            .get("x-user-id")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut io = TokioIo::new(upgraded);
+                let _ = io.write_all(format!("hello {user}\n").as_bytes()).await;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        resp.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        return Ok(resp);
+    }
     let uri = req.uri().clone();
     let mut headers = BTreeMap::new();
     for (k, v) in req.headers() {

@@ -1,0 +1,182 @@
+//! Store outage (SPEC §8): a TCP relay we control sits between the gateway and MariaDB. With
+//! the relay cut, requests carrying a valid access token are still served; refresh, session
+//! creation and logout answer 503 `store_unavailable` with `Retry-After` and leave cookies
+//! alone; when the relay is restored the gateway recovers by itself.
+
+mod common;
+mod harness;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::{start_gateway, test_config, Browser, TestUpstream};
+use sessiongate::clock::Clock;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+/// A TCP relay to `target` that can be cut (existing connections closed, new ones dropped)
+/// and restored.
+struct Relay {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    kill: broadcast::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (kill, _) = broadcast::channel(4);
+        let (u, k) = (up.clone(), kill.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !u.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut killed = k.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = killed.recv() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            up,
+            kill,
+            task,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let _ = self.kill.send(());
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_survives_a_store_outage() {
+    let db = common::TestMysql::new();
+    let server: url_parts::Server = url_parts::parse(&db.server);
+    let target: SocketAddr = tokio::net::lookup_host((server.host.as_str(), server.port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = Relay::start(target).await;
+    // prefer_socket=false: mysql_async would otherwise switch to the server's Unix socket on
+    // loopback and bypass the relay.
+    let relayed_url = format!(
+        "mysql://{}@{}/{}?prefer_socket=false",
+        server.userinfo, relay.addr, db.db
+    );
+    let up = TestUpstream::start().await;
+    let gw = start_gateway(test_config(&relayed_url, &up.url(), ""), Clock::system()).await;
+    let mut b = Browser::new(gw.public_addr);
+    b.login("alice").await;
+    assert_eq!(b.get("/api/x").await.status, 200);
+
+    relay.cut();
+    // Valid access tokens keep working: no store on this path.
+    for _ in 0..5 {
+        let r = b.get("/api/x").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.upstream_header("x-user-id").unwrap(), "alice");
+    }
+    let jar_before = b.jar.clone();
+    let started = Instant::now();
+    let r = b.refresh().await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"], "store_unavailable");
+    assert!(r.header("retry-after").is_some());
+    assert!(r.set_cookies().is_empty(), "cookies untouched");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answers promptly"
+    );
+    let mut newcomer = Browser::new(gw.public_addr);
+    let r = newcomer.get("/auth/login?user=bob").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "store_unavailable");
+    assert!(r.set_cookies().is_empty());
+    let r = b.post("/auth/logout").await;
+    assert_eq!(r.status, 503);
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(b.jar, jar_before);
+    // Readiness reports the outage.
+    let admin = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let ready =
+        |admin: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>>| {
+            let url = format!("http://{}/readyz", gw.admin_addr);
+            async move {
+                admin
+                    .request(http::Request::get(url).body(Default::default()).unwrap())
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+    assert_eq!(ready(admin.clone()).await, 503);
+
+    relay.restore();
+    // Recovers by itself: refresh succeeds again within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = b.refresh().await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(Instant::now() < deadline, "gateway did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.get("/api/x").await.status, 200);
+    assert_eq!(newcomer.get("/auth/login?user=bob").await.status, 200);
+    assert_eq!(ready(admin).await, 200);
+    gw.stop().await;
+}
+
+/// Splits `mysql://user[:pass]@host:port` for the relay.
+mod url_parts {
+    pub struct Server {
+        pub userinfo: String,
+        pub host: String,
+        pub port: u16,
+    }
+
+    pub fn parse(url: &str) -> Server {
+        let rest = url.trim_start_matches("mysql://");
+        let (userinfo, hostport) = rest.rsplit_once('@').unwrap_or(("root", rest));
+        let hostport = hostport.trim_end_matches('/');
+        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "3306"));
+        Server {
+            userinfo: userinfo.to_string(),
+            host: host.to_string(),
+            port: port.parse().unwrap(),
+        }
+    }
+}
