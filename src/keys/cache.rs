@@ -175,8 +175,10 @@ impl<S: SessionStore> KeyCache<S> {
     }
 
     /// Creates a new signing key now (`sessiongate keys rotate`, `POST /v1/keys/rotate`).
-    /// Returns the `kid` that signs after the call (another instance may have won the race
-    /// for the same sequence number; then its key is the new one).
+    /// Returns the `kid` that signs after the call. Two calls that read the same ring insert
+    /// the same `kid` and only one row results; a call that starts after another's insert
+    /// adds one more key (each forced rotation is honoured). Scheduled rotations
+    /// ([`KeyCache::rotate_if_due`]) never double up: a fresh key makes them not due.
     pub async fn force_rotate(&self) -> Result<String, KeyCacheError> {
         if self.policy.static_secret.is_some() {
             return Err(KeyCacheError::StaticKey);
