@@ -5,7 +5,8 @@
 //! route (cookie + anti-csrf); refresh with rotation on SQLite and on MySQL (each client
 //! rotating its own session); session creation. Each gateway figure is also printed as a ratio
 //! to the direct-upstream figure of the same run, since absolute numbers on a shared machine
-//! mean little. Also prints store queries per authenticated request and the gateway's RSS.
+//! mean little. The gateway is the real binary in a child process, so its store-query counter
+//! (scraped from its /metrics) and its RSS are its own.
 //!
 //! Environment: `E2E_SECS` (per scenario, default 5), `E2E_CONCURRENCY` (default 50),
 //! `SESSIONGATE_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`; the MySQL scenario is
@@ -59,12 +60,24 @@ async fn start_upstream() -> std::net::SocketAddr {
     addr
 }
 
-fn config(store_url: &str, upstream: std::net::SocketAddr) -> sessiongate::config::Config {
-    let toml = format!(
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn config_text(
+    store_url: &str,
+    upstream: std::net::SocketAddr,
+    listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> String {
+    format!(
         r#"
 [server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
+listen = "{listen}"
+admin_listen = "{admin}"
 [store]
 url = "{store_url}"
 connection_limit = 60
@@ -91,8 +104,90 @@ path_prefix = "/api"
 upstream = "http://{upstream}"
 anti_csrf = "always"
 "#
-    );
-    sessiongate::config::load_from_str(&toml).expect("bench config")
+    )
+}
+
+/// The real `sessiongate` binary in a child process, so its RSS and its own /metrics are
+/// measured apart from the load generator and the upstream.
+struct GatewayProcess {
+    child: std::process::Child,
+    public_addr: std::net::SocketAddr,
+    admin_addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    async fn start(store_url: &str, upstream: std::net::SocketAddr) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (listen, admin) = (free_addr(), free_addr());
+        let cfg = dir.path().join("gateway.toml");
+        std::fs::write(&cfg, config_text(store_url, upstream, listen, admin)).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start sessiongate");
+        let g = Self {
+            child,
+            public_addr: listen,
+            admin_addr: admin,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while g.metrics().await.is_none() {
+            assert!(Instant::now() < deadline, "gateway did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        g
+    }
+
+    async fn metrics(&self) -> Option<String> {
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let req = Request::get(format!("http://{}/metrics", self.admin_addr))
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let resp = client.request(req).await.ok()?;
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Sum of `sessiongate_store_queries_total` over all operations.
+    async fn store_queries(&self) -> u64 {
+        let text = self.metrics().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("sessiongate_store_queries_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Resident and peak resident memory of the gateway process, MiB.
+    fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .map(|kb| kb / 1024.0)
+                .unwrap_or(0.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
 }
 
 struct Stats {
@@ -263,23 +358,6 @@ async fn drive(
     }
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 async fn mysql_url() -> Option<String> {
     let base = std::env::var("SESSIONGATE_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
@@ -312,37 +390,6 @@ async fn drop_mysql(url: &str) {
     }
 }
 
-async fn start_gateway(
-    store_url: &str,
-    upstream: std::net::SocketAddr,
-) -> sessiongate::app::Gateway {
-    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    sessiongate::app::start_on(
-        config(store_url, upstream),
-        sessiongate::clock::Clock::system(),
-        public,
-        admin,
-    )
-    .await
-    .expect("gateway starts")
-}
-
-fn store_queries(gw: &sessiongate::app::Gateway) -> u64 {
-    let m = &gw.state.metrics.store_queries_total;
-    [
-        "session",
-        "refresh",
-        "create_session",
-        "keys",
-        "revocations_since",
-        "user_sessions",
-    ]
-    .iter()
-    .map(|op| m.with_label_values(&[op]).get())
-    .sum()
-}
-
 fn main() {
     let secs: f64 = std::env::var("E2E_SECS")
         .ok()
@@ -360,33 +407,114 @@ fn main() {
         let upstream = start_upstream().await;
         let dir = tempfile::tempdir().unwrap();
         let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let gw = start_gateway(&sqlite, upstream).await;
+        let gw = GatewayProcess::start(&sqlite, upstream).await;
         let base = format!("http://{}", gw.public_addr);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(conc * 2).build(connector);
+        let client: HttpClient = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(conc * 2)
+            .build(connector);
 
         let mut rows = Vec::new();
-        rows.push(drive("direct upstream", client.clone(), format!("http://{upstream}"), "/public/x", Kind::Plain, conc, secs).await);
-        rows.push(drive("gateway public route", client.clone(), base.clone(), "/public/x", Kind::Plain, conc, secs).await);
-        let q0 = store_queries(&gw);
-        let auth = drive("gateway authenticated route", client.clone(), base.clone(), "/api/x", Kind::Authenticated, conc, secs).await;
+        rows.push(
+            drive(
+                "direct upstream",
+                client.clone(),
+                format!("http://{upstream}"),
+                "/public/x",
+                Kind::Plain,
+                conc,
+                secs,
+            )
+            .await,
+        );
+        rows.push(
+            drive(
+                "gateway public route",
+                client.clone(),
+                base.clone(),
+                "/public/x",
+                Kind::Plain,
+                conc,
+                secs,
+            )
+            .await,
+        );
+        let q0 = gw.store_queries().await;
+        let auth = drive(
+            "gateway authenticated route",
+            client.clone(),
+            base.clone(),
+            "/api/x",
+            Kind::Authenticated,
+            conc,
+            secs,
+        )
+        .await;
         // Logins of the driving clients happen before timing starts; subtract them.
-        let q_auth = store_queries(&gw) - q0 - conc as u64;
+        let q_auth = gw.store_queries().await - q0 - conc as u64;
         let auth_requests = auth.requests;
         rows.push(auth);
-        rows.push(drive("refresh with rotation (SQLite)", client.clone(), base.clone(), "", Kind::Refresh, conc, secs).await);
-        rows.push(drive("session creation (SQLite)", client.clone(), base.clone(), "", Kind::Create, conc, secs).await);
-        let rss = rss_mib();
-        gw.stop().await;
+        rows.push(
+            drive(
+                "refresh with rotation (SQLite)",
+                client.clone(),
+                base.clone(),
+                "",
+                Kind::Refresh,
+                conc,
+                secs,
+            )
+            .await,
+        );
+        rows.push(
+            drive(
+                "session creation (SQLite)",
+                client.clone(),
+                base.clone(),
+                "",
+                Kind::Create,
+                conc,
+                secs,
+            )
+            .await,
+        );
+        let (rss, peak) = gw.rss_mib();
+        gw.stop();
 
         match mysql_url().await {
             Some(url) => {
-                let gw = start_gateway(&url, upstream).await;
+                let gw = GatewayProcess::start(&url, upstream).await;
                 let base = format!("http://{}", gw.public_addr);
-                rows.push(drive("refresh with rotation (MySQL)", client.clone(), base.clone(), "", Kind::Refresh, conc, secs).await);
-                rows.push(drive("session creation (MySQL)", client.clone(), base, "", Kind::Create, conc, secs).await);
-                gw.stop().await;
+                rows.push(
+                    drive(
+                        "refresh with rotation (MySQL)",
+                        client.clone(),
+                        base.clone(),
+                        "",
+                        Kind::Refresh,
+                        conc,
+                        secs,
+                    )
+                    .await,
+                );
+                rows.push(
+                    drive(
+                        "session creation (MySQL)",
+                        client.clone(),
+                        base,
+                        "",
+                        Kind::Create,
+                        conc,
+                        secs,
+                    )
+                    .await,
+                );
+                let (rss_m, peak_m) = gw.rss_mib();
+                println!(
+                    "gateway RSS after the MySQL scenarios: {rss_m:.1} MiB (peak {peak_m:.1} MiB)"
+                );
+                gw.stop();
                 drop_mysql(&url).await;
             }
             None => println!("!! MySQL scenarios SKIPPED: no server at SESSIONGATE_TEST_MYSQL_URL"),
@@ -394,16 +522,31 @@ fn main() {
 
         let direct = rows[0].rps();
         println!("\nconcurrency {conc}, {secs} s per scenario");
-        println!("{:<34} {:>10} {:>8} {:>9} {:>9} {:>8}", "scenario", "req/s", "errors", "p50 ms", "p99 ms", "×direct");
+        println!(
+            "{:<34} {:>10} {:>8} {:>9} {:>9} {:>8}",
+            "scenario", "req/s", "errors", "p50 ms", "p99 ms", "×direct"
+        );
         for r in &rows {
             println!(
                 "{:<34} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>8.2}",
-                r.name, r.rps(), r.errors, r.p50_ms, r.p99_ms, r.rps() / direct
+                r.name,
+                r.rps(),
+                r.errors,
+                r.p50_ms,
+                r.p99_ms,
+                r.rps() / direct
             );
         }
         let public = rows[1].rps();
-        println!("\nauthenticated / public throughput: {:.3}", rows[2].rps() / public);
-        println!("store queries during the authenticated run: {q_auth} for {auth_requests} requests");
-        println!("process RSS after the SQLite scenarios (gateway + upstream + client in one process): {rss:.1} MiB");
+        println!(
+            "\nauthenticated / public throughput: {:.3}",
+            rows[2].rps() / public
+        );
+        println!(
+            "store queries during the authenticated run: {q_auth} for {auth_requests} requests"
+        );
+        println!(
+            "gateway process RSS after the SQLite scenarios: {rss:.1} MiB (peak {peak:.1} MiB)"
+        );
     });
 }

@@ -509,6 +509,55 @@ async fn sequential_refresh_timing<S: SessionStore>(s: &S, label: &str) {
     );
 }
 
+/// Thefts detected at once on several sessions of one user, each revoking all of the user's
+/// sessions: every session is revoked exactly once and no call fails (InnoDB deadlocks between
+/// the revoke-all transactions are retried by the store).
+async fn concurrent_user_thefts<S: SessionStore>(s: Arc<S>) {
+    let n = 8u8;
+    for i in 0..n {
+        s.create_session(new_session(&format!("t{i}"), "victim", i, T0 + HOUR))
+            .await
+            .unwrap();
+        // Rotate twice so generation 0 is a stolen, older token.
+        for g in 0..2 {
+            s.refresh(req(
+                &format!("t{i}"),
+                i,
+                g,
+                T0 + 1,
+                TheftAction::RevokeAllUserSessions,
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.refresh(req(
+                    &format!("t{i}"),
+                    i,
+                    0,
+                    T0 + 2,
+                    TheftAction::RevokeAllUserSessions,
+                ))
+                .await
+            })
+        })
+        .collect();
+    let mut revoked = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            RefreshOutcome::Theft { revoked: r, .. } => revoked += r,
+            RefreshOutcome::Unauthorised(UnauthorisedReason::UnknownSession) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(revoked, n as u64, "each session revoked exactly once");
+    assert!(s.user_sessions("victim", T0 + 2).await.unwrap().is_empty());
+}
+
 // ---- fixtures ----
 
 async fn sqlite_store(db: &TestSqlite) -> SqliteStore {
@@ -564,6 +613,35 @@ conformance!(
     purge,
     keys,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_user_thefts() {
+    let db = TestSqlite::new();
+    concurrent_user_thefts(Arc::new(sqlite_store(&db).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_concurrent_user_thefts() {
+    let db = TestMysql::new();
+    concurrent_user_thefts(Arc::new(mysql_store(&db, 10).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_job_lock_with_one_connection_does_not_deadlock() {
+    let db = TestMysql::new();
+    let s = Arc::new(mysql_store(&db, 1).await);
+    let inner = s.clone();
+    let got = tokio::time::timeout(
+        Duration::from_secs(10),
+        s.with_job_lock(
+            "purge",
+            async move { inner.purge_expired(T0, T0, 10).await },
+        ),
+    )
+    .await
+    .expect("no deadlock with connection_limit = 1");
+    assert_eq!(got.unwrap(), Some(0));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_50_concurrent_refreshes_of_one_token() {

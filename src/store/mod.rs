@@ -30,6 +30,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// A transaction lost a lock conflict (deadlock victim, lock wait timeout); the store
+    /// retries these itself and reports `Unavailable` if they persist.
+    #[error("store transaction conflict: {0}")]
+    Conflict(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -289,7 +293,32 @@ pub fn checked_tables(t: &TableNames) -> StoreResult<TableNames> {
     }
 }
 
+/// Longest time one store operation may take before it is reported as unavailable, so a
+/// database that accepts connections but stops answering cannot hang requests.
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match tokio::time::timeout(OPERATION_TIMEOUT, async {
+            match $self {
+                AnyStore::Mysql($s) => $e,
+                AnyStore::Sqlite($s) => $e,
+            }
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "store operation took longer than {} s",
+                OPERATION_TIMEOUT.as_secs()
+            ))),
+        }
+    };
+}
+
+/// Delegation without the timeout, for operations that may legitimately run long
+/// (migrations, job bodies under a lock).
+macro_rules! delegate_untimed {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Mysql($s) => $e,
@@ -300,7 +329,7 @@ macro_rules! delegate {
 
 impl SessionStore for AnyStore {
     async fn migrate(&self) -> StoreResult<usize> {
-        delegate!(self, s => s.migrate().await)
+        delegate_untimed!(self, s => s.migrate().await)
     }
     async fn ping(&self) -> StoreResult<()> {
         delegate!(self, s => s.ping().await)
@@ -367,7 +396,7 @@ impl SessionStore for AnyStore {
         name: &str,
         f: impl Future<Output = StoreResult<T>> + Send,
     ) -> StoreResult<Option<T>> {
-        delegate!(self, s => s.with_job_lock(name, f).await)
+        delegate_untimed!(self, s => s.with_job_lock(name, f).await)
     }
 }
 

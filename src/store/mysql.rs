@@ -21,13 +21,24 @@ use crate::session::rotation::{decide, RotationState, UnauthorisedReason};
 /// Longest wait for a pooled connection (including connecting).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a transaction that InnoDB chose as a deadlock victim is run again.
+const DEADLOCK_RETRIES: u32 = 8;
+
 pub struct MysqlStore {
     pool: Pool,
+    /// For the job lock's connection, which lives outside the pool.
+    opts: Opts,
     t: TableNames,
+    /// `GET_LOCK` names are server-wide; they are prefixed with the database name so
+    /// gateways on other databases of the same server do not exclude each other.
+    lock_prefix: String,
 }
 
 fn err(e: mysql_async::Error) -> StoreError {
     match e {
+        mysql_async::Error::Server(ref s) if matches!(s.code, 1205 | 1213) => {
+            StoreError::Conflict(e.to_string())
+        }
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
             StoreError::Unavailable(e.to_string())
         }
@@ -104,14 +115,54 @@ impl MysqlStore {
             .with_constraints(constraints)
             .with_reset_connection(false)
             .with_inactive_connection_ttl(Duration::from_secs(60));
-        let opts = OptsBuilder::from_opts(opts)
+        let lock_prefix = opts.db_name().unwrap_or("").to_string();
+        let opts: Opts = OptsBuilder::from_opts(opts)
             .pool_opts(pool_opts)
             .tcp_nodelay(true)
-            .stmt_cache_size(64);
+            .stmt_cache_size(64)
+            .into();
         Ok(Self {
-            pool: Pool::new(opts),
+            pool: Pool::new(opts.clone()),
+            opts,
             t,
+            lock_prefix,
         })
+    }
+
+    /// A server-wide lock name scoped to this database (at most 64 characters).
+    fn lock_name(&self, name: &str) -> String {
+        let full = format!("{}.{name}", self.lock_prefix);
+        if full.len() <= 64 {
+            full
+        } else {
+            use sha2::Digest;
+            format!(
+                "sg.{}",
+                hex::encode(&sha2::Sha256::digest(full.as_bytes())[..24])
+            )
+        }
+    }
+
+    /// Runs a transaction again when InnoDB picked it as a deadlock victim (or a lock wait
+    /// timed out), after a short random pause; other errors return at once.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(StoreError::Conflict(m)) if attempt < DEADLOCK_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %m, "retrying a MySQL transaction");
+                    let pause = 5 + rand::random::<u64>() % (10 * u64::from(attempt));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(StoreError::Conflict(m)) => return Err(StoreError::Unavailable(m)),
+                other => return other,
+            }
+        }
     }
 
     async fn conn(&self) -> StoreResult<Conn> {
@@ -152,8 +203,9 @@ async fn feed<Q: Queryable>(c: &mut Q, handles: &[String], now: Millis) -> Store
 impl SessionStore for MysqlStore {
     async fn migrate(&self) -> StoreResult<usize> {
         let mut c = self.conn().await?;
+        let lock = self.lock_name("sessiongate_migrate");
         let got: Option<Option<i64>> = c
-            .query_first("SELECT GET_LOCK('sessiongate_migrate', 30)")
+            .exec_first("SELECT GET_LOCK(?, 30)", (lock.as_str(),))
             .await
             .map_err(err)?;
         if got.flatten() != Some(1) {
@@ -193,7 +245,7 @@ impl SessionStore for MysqlStore {
             Ok(applied)
         }
         .await;
-        let _ = c.query_drop("DO RELEASE_LOCK('sessiongate_migrate')").await;
+        let _ = c.exec_drop("DO RELEASE_LOCK(?)", (lock.as_str(),)).await;
         result
     }
 
@@ -240,96 +292,7 @@ impl SessionStore for MysqlStore {
     }
 
     async fn refresh(&self, req: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        let mut c = self.conn().await?;
-        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
-        let row: Option<mysql_async::Row> = tx
-            .exec_first(
-                format!(
-                    "SELECT {SESSION_COLS} FROM `{}` WHERE session_handle = ? FOR UPDATE",
-                    self.t.refresh_tokens
-                ),
-                (req.handle.as_str(),),
-            )
-            .await
-            .map_err(err)?;
-        let row = row.map(|r| row_to_raw(r).and_then(record)).transpose()?;
-        let state = row.as_ref().map(|r| RotationState {
-            generation: r.generation,
-            current_hash: r.current_hash,
-            previous_hash: r.previous_hash,
-            rotated_at: r.rotated_at,
-            expires_at: r.expires_at,
-        });
-        let decision = decide(state.as_ref(), &req.presented, req.now, req.policy);
-        let outcome = match (decision, row) {
-            (Decision::Rotate { .. }, Some(row)) => {
-                let new = rotated_record(&row, &req, decision);
-                tx.exec_drop(
-                    format!(
-                        "UPDATE `{}` SET generation = ?, current_hash = ?, previous_hash = ?, \
-                         rotated_at_ms = ?, expires_at_ms = ? WHERE session_handle = ?",
-                        self.t.refresh_tokens
-                    ),
-                    (
-                        new.generation,
-                        new.current_hash.to_vec(),
-                        new.previous_hash.map(|h| h.to_vec()),
-                        new.rotated_at,
-                        new.expires_at,
-                        new.handle.as_str(),
-                    ),
-                )
-                .await
-                .map_err(err)?;
-                RefreshOutcome::Rotated(new)
-            }
-            (Decision::GraceReplay, Some(row)) => RefreshOutcome::GraceReplay(row),
-            (Decision::Theft, Some(row)) => {
-                let revoked = match req.theft_action {
-                    TheftAction::RevokeSession => {
-                        feed(&mut tx, std::slice::from_ref(&row.handle), req.now).await?;
-                        tx.exec_drop(
-                            format!(
-                                "DELETE FROM `{}` WHERE session_handle = ?",
-                                self.t.refresh_tokens
-                            ),
-                            (row.handle.as_str(),),
-                        )
-                        .await
-                        .map_err(err)?;
-                        tx.affected_rows()
-                    }
-                    TheftAction::RevokeAllUserSessions => {
-                        tx.exec_drop(
-                            format!(
-                                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
-                                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
-                                self.t.refresh_tokens
-                            ),
-                            (req.now, row.user_id.as_str()),
-                        )
-                        .await
-                        .map_err(err)?;
-                        tx.exec_drop(
-                            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
-                            (row.user_id.as_str(),),
-                        )
-                        .await
-                        .map_err(err)?;
-                        tx.affected_rows()
-                    }
-                };
-                RefreshOutcome::Theft {
-                    handle: row.handle,
-                    user_id: row.user_id,
-                    revoked,
-                }
-            }
-            (Decision::Unauthorised(r), _) => RefreshOutcome::Unauthorised(r),
-            (_, None) => RefreshOutcome::Unauthorised(UnauthorisedReason::UnknownSession),
-        };
-        tx.commit().await.map_err(err)?;
-        Ok(outcome)
+        self.retrying(|| self.refresh_once(&req)).await
     }
 
     async fn user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<Vec<String>> {
@@ -347,47 +310,12 @@ impl SessionStore for MysqlStore {
     }
 
     async fn revoke_session(&self, handle: &str, now: Millis) -> StoreResult<bool> {
-        let mut c = self.conn().await?;
-        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
-        tx.exec_drop(
-            format!(
-                "DELETE FROM `{}` WHERE session_handle = ?",
-                self.t.refresh_tokens
-            ),
-            (handle,),
-        )
-        .await
-        .map_err(err)?;
-        let deleted = tx.affected_rows() > 0;
-        if deleted {
-            feed(&mut tx, &[handle.to_string()], now).await?;
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(deleted)
+        self.retrying(|| self.revoke_session_once(handle, now))
+            .await
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<u64> {
-        let mut c = self.conn().await?;
-        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
-        tx.exec_drop(
-            format!(
-                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
-                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
-                self.t.refresh_tokens
-            ),
-            (now, user_id),
-        )
-        .await
-        .map_err(err)?;
-        tx.exec_drop(
-            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
-            (user_id,),
-        )
-        .await
-        .map_err(err)?;
-        let n = tx.affected_rows();
-        tx.commit().await.map_err(err)?;
-        Ok(n)
+        self.retrying(|| self.revoke_user_once(user_id, now)).await
     }
 
     async fn update_session_data(
@@ -565,23 +493,173 @@ impl SessionStore for MysqlStore {
         name: &str,
         f: impl Future<Output = StoreResult<T>> + Send,
     ) -> StoreResult<Option<T>> {
-        // The lock lives on this connection; `f` uses other pooled connections. The lock
-        // connection never waits for one of those, so this cannot deadlock the pool.
-        let mut c = self.conn().await?;
+        // The lock lives on a connection of its own, outside the pool, so `f` can use every
+        // pooled connection (even with connection_limit = 1) and nothing holds a pooled
+        // connection while waiting for another.
+        let name = self.lock_name(name);
+        let mut c = match tokio::time::timeout(ACQUIRE_TIMEOUT, Conn::new(self.opts.clone())).await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(err(e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "no MySQL connection for the job lock".into(),
+                ))
+            }
+        };
         let got: Option<Option<i64>> = c
-            .exec_first("SELECT GET_LOCK(?, 0)", (name,))
+            .exec_first("SELECT GET_LOCK(?, 0)", (name.as_str(),))
             .await
             .map_err(err)?;
         if got.flatten() != Some(1) {
+            let _ = c.disconnect().await;
             return Ok(None);
         }
         let result = f.await;
-        let _ = c.exec_drop("DO RELEASE_LOCK(?)", (name,)).await;
+        let _ = c.exec_drop("DO RELEASE_LOCK(?)", (name.as_str(),)).await;
+        let _ = c.disconnect().await;
         result.map(Some)
     }
 }
 
 impl MysqlStore {
+    async fn refresh_once(&self, req: &RefreshRequest) -> StoreResult<RefreshOutcome> {
+        let mut c = self.conn().await?;
+        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
+        let row: Option<mysql_async::Row> = tx
+            .exec_first(
+                format!(
+                    "SELECT {SESSION_COLS} FROM `{}` WHERE session_handle = ? FOR UPDATE",
+                    self.t.refresh_tokens
+                ),
+                (req.handle.as_str(),),
+            )
+            .await
+            .map_err(err)?;
+        let row = row.map(|r| row_to_raw(r).and_then(record)).transpose()?;
+        let state = row.as_ref().map(|r| RotationState {
+            generation: r.generation,
+            current_hash: r.current_hash,
+            previous_hash: r.previous_hash,
+            rotated_at: r.rotated_at,
+            expires_at: r.expires_at,
+        });
+        let decision = decide(state.as_ref(), &req.presented, req.now, req.policy);
+        let outcome = match (decision, row) {
+            (Decision::Rotate { .. }, Some(row)) => {
+                let new = rotated_record(&row, req, decision);
+                tx.exec_drop(
+                    format!(
+                        "UPDATE `{}` SET generation = ?, current_hash = ?, previous_hash = ?, \
+                         rotated_at_ms = ?, expires_at_ms = ? WHERE session_handle = ?",
+                        self.t.refresh_tokens
+                    ),
+                    (
+                        new.generation,
+                        new.current_hash.to_vec(),
+                        new.previous_hash.map(|h| h.to_vec()),
+                        new.rotated_at,
+                        new.expires_at,
+                        new.handle.as_str(),
+                    ),
+                )
+                .await
+                .map_err(err)?;
+                RefreshOutcome::Rotated(new)
+            }
+            (Decision::GraceReplay, Some(row)) => RefreshOutcome::GraceReplay(row),
+            (Decision::Theft, Some(row)) => {
+                let revoked = match req.theft_action {
+                    TheftAction::RevokeSession => {
+                        feed(&mut tx, std::slice::from_ref(&row.handle), req.now).await?;
+                        tx.exec_drop(
+                            format!(
+                                "DELETE FROM `{}` WHERE session_handle = ?",
+                                self.t.refresh_tokens
+                            ),
+                            (row.handle.as_str(),),
+                        )
+                        .await
+                        .map_err(err)?;
+                        tx.affected_rows()
+                    }
+                    TheftAction::RevokeAllUserSessions => {
+                        tx.exec_drop(
+                            format!(
+                                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
+                                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
+                                self.t.refresh_tokens
+                            ),
+                            (req.now, row.user_id.as_str()),
+                        )
+                        .await
+                        .map_err(err)?;
+                        tx.exec_drop(
+                            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
+                            (row.user_id.as_str(),),
+                        )
+                        .await
+                        .map_err(err)?;
+                        tx.affected_rows()
+                    }
+                };
+                RefreshOutcome::Theft {
+                    handle: row.handle,
+                    user_id: row.user_id,
+                    revoked,
+                }
+            }
+            (Decision::Unauthorised(r), _) => RefreshOutcome::Unauthorised(r),
+            (_, None) => RefreshOutcome::Unauthorised(UnauthorisedReason::UnknownSession),
+        };
+        tx.commit().await.map_err(err)?;
+        Ok(outcome)
+    }
+
+    async fn revoke_session_once(&self, handle: &str, now: Millis) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
+        tx.exec_drop(
+            format!(
+                "DELETE FROM `{}` WHERE session_handle = ?",
+                self.t.refresh_tokens
+            ),
+            (handle,),
+        )
+        .await
+        .map_err(err)?;
+        let deleted = tx.affected_rows() > 0;
+        if deleted {
+            feed(&mut tx, &[handle.to_string()], now).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(deleted)
+    }
+
+    async fn revoke_user_once(&self, user_id: &str, now: Millis) -> StoreResult<u64> {
+        let mut c = self.conn().await?;
+        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
+        tx.exec_drop(
+            format!(
+                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
+                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
+                self.t.refresh_tokens
+            ),
+            (now, user_id),
+        )
+        .await
+        .map_err(err)?;
+        tx.exec_drop(
+            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
+            (user_id,),
+        )
+        .await
+        .map_err(err)?;
+        let n = tx.affected_rows();
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+
     /// Whether a live row exists (an UPDATE that sets the same value reports 0 affected rows).
     async fn exists(&self, c: &mut Conn, handle: &str, now: Millis) -> StoreResult<bool> {
         let v: Option<u8> = c
