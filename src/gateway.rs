@@ -45,17 +45,19 @@ struct Outcome {
     route: &'static str,
     route_name: Option<String>,
     user_id: Option<String>,
+    /// The normalised path, once known.
+    path: Option<String>,
 }
 
 /// Handles one request. Never fails: every error becomes a response.
 pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let raw_path = req.uri().path().to_string();
     let mut outcome = Outcome {
         route: "unmatched",
         route_name: None,
         user_id: None,
+        path: None,
     };
     let resp = match dispatch(&state, req, peer, &mut outcome).await {
         Ok(resp) => resp,
@@ -73,7 +75,7 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
     tracing::info!(
         target: "sessiongate::access",
         method = %method,
-        path = %route::normalise_path(&raw_path).unwrap_or_else(|_| "-".into()),
+        path = outcome.path.as_deref().unwrap_or("-"),
         route = label,
         status,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -138,6 +140,9 @@ async fn dispatch(
         path,
         peer,
     };
+    if tracing::enabled!(target: "sessiongate::access", tracing::Level::INFO) {
+        outcome.path = Some(ctx.path.clone());
+    }
 
     if ctx.method == Method::OPTIONS
         && req
@@ -205,9 +210,9 @@ async fn dispatch(
     };
     outcome.user_id = session.as_ref().map(|c| c.sub.clone());
 
-    let mut resp = forward_to(state, &ctx, route, req, session.as_ref()).await?;
+    let mut resp = forward_to(state, &ctx, route, req, session.as_deref()).await?;
     if route.session_control {
-        apply_session_control(state, &ctx, session.as_ref(), &mut resp).await?;
+        apply_session_control(state, &ctx, session.as_deref(), &mut resp).await?;
     } else {
         headers::take_session_control(resp.headers_mut());
     }
@@ -216,7 +221,7 @@ async fn dispatch(
 }
 
 enum Auth {
-    Valid(AccessClaims),
+    Valid(std::sync::Arc<AccessClaims>),
     /// No `sIdRefreshToken`: the browser has no session.
     NoSession,
     TryRefresh,
@@ -505,7 +510,7 @@ async fn logout_endpoint(
     check_origin(state, ctx, h)?;
     // The session to end: from a valid access token, else from a genuine refresh token.
     let mut handle = match cookies::cookie(h, ACCESS_COOKIE) {
-        Some(t) => state.sessions.verify(&t).await.ok().map(|c| c.sid),
+        Some(t) => state.sessions.verify(&t).await.ok().map(|c| c.sid.clone()),
         None => None,
     };
     if handle.is_none() {

@@ -4,7 +4,8 @@
 //! Glues the pure core (`session/`) to the store and the key cache. Reads the clock here and
 //! passes `now` down. Knows nothing about HTTP: callers turn outcomes into responses.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use rand::RngCore;
 
@@ -100,11 +101,37 @@ impl From<KeyError> for SessionError {
 /// Longest user id the stores accept (VARCHAR(255)).
 pub const MAX_USER_ID_BYTES: usize = 255;
 
+/// Most verified tokens remembered; the cache is emptied when it is full.
+const VERIFIED_CACHE_MAX: usize = 10_000;
+
+/// Access tokens whose signature has been checked, so a browser sending the same token on
+/// every request costs one hash lookup instead of a signature check. Keyed by the whole token
+/// text; expiry is still checked against `now` on every hit, and a token only gets here after
+/// a full verification against the ring.
+#[derive(Default)]
+struct VerifiedTokens(RwLock<HashMap<Box<str>, Arc<AccessClaims>>>);
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now: Millis) -> Option<Arc<AccessClaims>> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(token).filter(|c| now < c.expires_at_ms()).cloned()
+    }
+
+    fn insert(&self, token: &str, claims: Arc<AccessClaims>) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= VERIFIED_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(token.into(), claims);
+    }
+}
+
 pub struct Sessions<S> {
     store: Arc<S>,
     keys: Arc<KeyCache<S>>,
     settings: SessionSettings,
     clock: Clock,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl<S> Clone for Sessions<S> {
@@ -114,6 +141,7 @@ impl<S> Clone for Sessions<S> {
             keys: self.keys.clone(),
             settings: self.settings.clone(),
             clock: self.clock.clone(),
+            verified: self.verified.clone(),
         }
     }
 }
@@ -144,6 +172,7 @@ impl<S: SessionStore> Sessions<S> {
             keys,
             settings,
             clock,
+            verified: Arc::default(),
         }
     }
 
@@ -294,14 +323,20 @@ impl<S: SessionStore> Sessions<S> {
 
     /// Verifies an access token against the in-memory ring; on an unknown `kid` reloads the
     /// ring (rate-limited) and tries once more. No store query otherwise.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, AccessError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, AccessError> {
         let now = self.clock.now_ms();
-        match access::verify(token, &self.keys.ring(), now) {
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
+        let claims = match access::verify(token, &self.keys.ring(), now) {
             Err(AccessError::UnknownKey) if self.keys.reload_for_unknown_kid().await => {
                 access::verify(token, &self.keys.ring(), now)
             }
             other => other,
         }
+        .map(Arc::new)?;
+        self.verified.insert(token, claims.clone());
+        Ok(claims)
     }
 
     /// Re-issues the access token of a verified session with a new payload, keeping its
