@@ -137,6 +137,12 @@ impl MysqlStore {
     }
 }
 
+/// The server-wide name of a named lock (`GET_LOCK` names are global to the MySQL server, not
+/// per database): the lock name qualified by the current database, so gateways of different
+/// deployments sharing one server (or parallel test databases) do not skip each other's
+/// purges or wait on each other's migrations. MySQL limits names to 64 characters.
+const LOCK_NAME_SQL: &str = "LEFT(CONCAT(?, '@', IFNULL(DATABASE(), '')), 64)";
+
 async fn feed<Q: Queryable>(c: &mut Q, handles: &[String], now: Millis) -> StoreResult<()> {
     if handles.is_empty() {
         return Ok(());
@@ -153,7 +159,10 @@ impl SessionStore for MysqlStore {
     async fn migrate(&self) -> StoreResult<usize> {
         let mut c = self.conn().await?;
         let got: Option<Option<i64>> = c
-            .query_first("SELECT GET_LOCK('sessiongate_migrate', 30)")
+            .exec_first(
+                format!("SELECT GET_LOCK({LOCK_NAME_SQL}, 30)"),
+                ("sessiongate_migrate",),
+            )
             .await
             .map_err(err)?;
         if got.flatten() != Some(1) {
@@ -193,7 +202,12 @@ impl SessionStore for MysqlStore {
             Ok(applied)
         }
         .await;
-        let _ = c.query_drop("DO RELEASE_LOCK('sessiongate_migrate')").await;
+        let _ = c
+            .exec_drop(
+                format!("DO RELEASE_LOCK({LOCK_NAME_SQL})"),
+                ("sessiongate_migrate",),
+            )
+            .await;
         result
     }
 
@@ -569,14 +583,16 @@ impl SessionStore for MysqlStore {
         // connection never waits for one of those, so this cannot deadlock the pool.
         let mut c = self.conn().await?;
         let got: Option<Option<i64>> = c
-            .exec_first("SELECT GET_LOCK(?, 0)", (name,))
+            .exec_first(format!("SELECT GET_LOCK({LOCK_NAME_SQL}, 0)"), (name,))
             .await
             .map_err(err)?;
         if got.flatten() != Some(1) {
             return Ok(None);
         }
         let result = f.await;
-        let _ = c.exec_drop("DO RELEASE_LOCK(?)", (name,)).await;
+        let _ = c
+            .exec_drop(format!("DO RELEASE_LOCK({LOCK_NAME_SQL})"), (name,))
+            .await;
         result.map(Some)
     }
 }
