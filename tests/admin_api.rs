@@ -49,7 +49,11 @@ impl Admin {
             .expect("admin request timed out")
             .expect("admin request failed");
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         Resp {
             status: parts.status,
             headers: parts.headers,
@@ -73,7 +77,9 @@ fn assert_error(r: &Resp, status: u16, code: &str) {
         r.text()
     );
     let v = r.json();
-    let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
     assert_eq!(obj.len(), 2, "exactly error and message: {v}");
     assert_eq!(v["error"], code, "{v}");
     assert!(
@@ -171,7 +177,10 @@ async fn readyz_is_503_while_draining() {
     let db = common::TestSqlite::new();
     let gw = start_gateway(test_config(&db.url(), &upstream, ""), Clock::system()).await;
     let admin = Admin::new(gw.admin_addr);
-    assert_eq!(admin.raw(Method::GET, "/readyz", None, "").await.status, 200);
+    assert_eq!(
+        admin.raw(Method::GET, "/readyz", None, "").await.status,
+        200
+    );
 
     let mut b = Browser::new(gw.public_addr);
     let in_flight = tokio::spawn(async move { b.get("/public/held").await });
@@ -344,7 +353,10 @@ async fn v1_session_api() {
     let r = admin
         .call(Method::GET, &format!("/v1/sessions/{handle}"), None)
         .await;
-    assert_eq!(r.json()["session_data"], serde_json::json!({"cart": [1, 2]}));
+    assert_eq!(
+        r.json()["session_data"],
+        serde_json::json!({"cart": [1, 2]})
+    );
 
     // JWT payload: stored now, visible upstream after the next refresh.
     let r = admin
@@ -395,7 +407,9 @@ async fn v1_session_api() {
     };
     let second = mk("bob").await;
     let carol = mk("carol").await;
-    let r = admin.call(Method::GET, "/v1/users/bob/sessions", None).await;
+    let r = admin
+        .call(Method::GET, "/v1/users/bob/sessions", None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let mut listed: Vec<String> = serde_json::from_value(r.json()["sessions"].clone()).unwrap();
     listed.sort();
@@ -416,7 +430,9 @@ async fn v1_session_api() {
         .call(Method::DELETE, &format!("/v1/sessions/{second}"), None)
         .await;
     assert_error(&r, 404, "not_found");
-    let r = admin.call(Method::GET, "/v1/users/bob/sessions", None).await;
+    let r = admin
+        .call(Method::GET, "/v1/users/bob/sessions", None)
+        .await;
     assert_eq!(r.json()["sessions"], serde_json::json!([handle.clone()]));
 
     // Key rotation: a new kid; tokens signed before keep working.
@@ -430,7 +446,9 @@ async fn v1_session_api() {
     let mut old = before.clone();
     let r = old.get("/api/me").await;
     assert_eq!(r.status, 200, "old token after rotation: {}", r.text());
-    let jwks = admin.raw(Method::GET, "/.well-known/jwks.json", None, "").await;
+    let jwks = admin
+        .raw(Method::GET, "/.well-known/jwks.json", None, "")
+        .await;
     assert_eq!(jwks.status, 200);
     let r = mk("dave").await;
     assert!(!r.is_empty());
@@ -448,7 +466,9 @@ async fn v1_session_api() {
             .await;
         assert_error(&r, 404, "not_found");
     }
-    let r = admin.call(Method::GET, "/v1/users/bob/sessions", None).await;
+    let r = admin
+        .call(Method::GET, "/v1/users/bob/sessions", None)
+        .await;
     assert_eq!(r.json()["sessions"], serde_json::json!([]));
     let r = admin
         .call(Method::DELETE, "/v1/users/bob/sessions", None)
@@ -515,12 +535,17 @@ async fn v1_session_api() {
         .await;
     assert_error(&r, 400, "bad_request");
     // Nothing was created by the refused requests.
-    let r = admin.call(Method::GET, "/v1/users/eve/sessions", None).await;
+    let r = admin
+        .call(Method::GET, "/v1/users/eve/sessions", None)
+        .await;
     assert_eq!(r.json()["sessions"], serde_json::json!([]));
 
     // Purge on demand (nothing expired yet).
     let r = admin.call(Method::POST, "/v1/jobs/purge", None).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), serde_json::json!({"deleted": 0, "skipped": false}));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"deleted": 0, "skipped": false})
+    );
     gw.stop().await;
 }

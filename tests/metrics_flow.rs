@@ -199,7 +199,10 @@ async fn counters_after_a_scripted_flow() {
         4.0
     );
     assert_eq!(
-        m.get("sessiongate_auth_decisions_total", &[("outcome", "no_session")]),
+        m.get(
+            "sessiongate_auth_decisions_total",
+            &[("outcome", "no_session")]
+        ),
         1.0
     );
     assert_eq!(m.series("sessiongate_auth_decisions_total").len(), 2);
@@ -254,7 +257,10 @@ async fn counters_after_a_scripted_flow() {
         "only forwarded requests reach the upstream"
     );
     for (labels, _) in m.series("sessiongate_requests_total") {
-        assert!(!labels["route"].starts_with('/'), "raw path label {labels:?}");
+        assert!(
+            !labels["route"].starts_with('/'),
+            "raw path label {labels:?}"
+        );
     }
     gw.stop().await;
 }

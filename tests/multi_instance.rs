@@ -59,7 +59,9 @@ async fn two_instances_share_one_mysql_database() {
     let first = assert_ok(&mut alice_a, "fresh session on A").await;
     let alice_handle = first.upstream_header("x-session-handle").unwrap();
     // B's admin API sees the session A created.
-    let r = admin_b.call(Method::GET, "/v1/users/alice/sessions", None).await;
+    let r = admin_b
+        .call(Method::GET, "/v1/users/alice/sessions", None)
+        .await;
     assert_eq!(r.json()["sessions"], serde_json::json!([alice_handle]));
     let mut alice_b = at(&alice_a, &b);
     let r = alice_b.refresh().await;
@@ -81,7 +83,11 @@ async fn two_instances_share_one_mysql_database() {
     assert_ne!(kid2, old_kid);
     let mut bob_a = Browser::new(a.public_addr);
     bob_a.login("bob").await;
-    assert_eq!(jwt_kid(&bob_a.jar["sAccessToken"]), kid2, "A signs with the new key");
+    assert_eq!(
+        jwt_kid(&bob_a.jar["sAccessToken"]),
+        kid2,
+        "A signs with the new key"
+    );
     let mut bob_b = at(&bob_a, &b);
     assert_ok(&mut bob_b, "A's new-key token on B").await;
     for gw in [&a, &b] {
@@ -109,7 +115,11 @@ async fn two_instances_share_one_mysql_database() {
     let r = alice_b.refresh().await;
     assert_eq!(r.status, 200, "{}", r.text());
     let mut on_a = at(&alice_b, &a);
-    assert_ok(&mut on_a, "token refreshed on B after the CLI rotation, on A").await;
+    assert_ok(
+        &mut on_a,
+        "token refreshed on B after the CLI rotation, on A",
+    )
+    .await;
     let keys = count(
         &db,
         "SELECT COUNT(*) FROM signing_key WHERE purpose = 'access'",
@@ -190,11 +200,7 @@ async fn two_instances_share_one_mysql_database() {
         ra.json()["deleted"].as_u64().unwrap(),
         rb.json()["deleted"].as_u64().unwrap(),
     );
-    println!(
-        "concurrent purge: A {} B {}",
-        ra.json(),
-        rb.json()
-    );
+    println!("concurrent purge: A {} B {}", ra.json(), rb.json());
     assert_eq!(da + db_, EXPIRED, "A {} + B {}", ra.json(), rb.json());
     let now_after = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -285,9 +291,7 @@ async fn sigterm_drains_a_streaming_response() {
         signalled_at.elapsed() >= Duration::from_millis(150 * (CHUNKS as u64 - 2)),
         "the stream really was in flight when SIGTERM arrived"
     );
-    let status = gw
-        .wait_exit(Duration::from_secs(ops::GRACE_SECS + 5))
-        .await;
+    let status = gw.wait_exit(Duration::from_secs(ops::GRACE_SECS + 5)).await;
     assert_eq!(status.code(), Some(0), "{status}\n{}", gw.log_text());
     assert!(
         gw.log_text().contains("draining"),

@@ -205,9 +205,7 @@ impl Gateway {
     /// SIGTERM, then asserts exit status 0 within the grace period (plus start-up slack).
     pub async fn terminate_cleanly(&mut self) {
         self.sigterm();
-        let status = self
-            .wait_exit(Duration::from_secs(GRACE_SECS + 5))
-            .await;
+        let status = self.wait_exit(Duration::from_secs(GRACE_SECS + 5)).await;
         assert_eq!(
             status.code(),
             Some(0),
@@ -265,7 +263,11 @@ impl AdminClient {
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         Ok(Resp {
             status: parts.status,
             headers: parts.headers,
