@@ -299,3 +299,56 @@ async fn sigterm_drains_a_streaming_response() {
         gw.log_text()
     );
 }
+
+/// A response that outlives `shutdown_grace_secs` is cut when the grace period ends, and the
+/// process still exits 0 (it does not wait for the stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_grace_period_bounds_the_drain() {
+    let up = TestUpstream::start().await;
+    let sqlite = common::TestSqlite::new();
+    let mut gw = Gateway::spawn_with_env(
+        &sqlite.url(),
+        &up.url(),
+        "",
+        &[("SESSIONGATE_SERVER__SHUTDOWN_GRACE_SECS", "1")],
+    );
+    gw.wait_ready().await;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    // 60 chunks 100 ms apart: 6 s, far beyond the 1 s grace.
+    let req = Request::get(format!("{}/public/stream?chunks=60&ms=100", gw.public))
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("response headers in time")
+        .expect("request");
+    let mut body = resp.into_body();
+    tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("first chunk in time")
+        .expect("a frame")
+        .expect("no error");
+    let signalled_at = Instant::now();
+    gw.sigterm();
+    let status = gw.wait_exit(Duration::from_secs(5)).await;
+    let took = signalled_at.elapsed();
+    assert_eq!(status.code(), Some(0), "{status}\n{}", gw.log_text());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "exit {took:?} after SIGTERM with a 1 s grace"
+    );
+    // The stream was cut: it ends (or errors) before all 60 chunks arrived.
+    let mut received = 0usize;
+    while let Some(Ok(f)) = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the cut stream ends promptly")
+    {
+        received += f.data_ref().map_or(0, |d| d.len());
+    }
+    assert!(received < 59 * "chunk59;".len(), "stream was not cut");
+    assert!(
+        gw.log_text().contains("grace period over"),
+        "{}",
+        gw.log_text()
+    );
+}

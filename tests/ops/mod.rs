@@ -114,6 +114,16 @@ impl Drop for Gateway {
 impl Gateway {
     /// Writes the config and starts `sessiongate serve --config <file>`; does not wait.
     pub fn spawn(store_url: &str, upstream: &str, extra: &str) -> Self {
+        Self::spawn_with_env(store_url, upstream, extra, &[])
+    }
+
+    /// [`Gateway::spawn`] with `SESSIONGATE_…` overrides in the environment.
+    pub fn spawn_with_env(
+        store_url: &str,
+        upstream: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (pp, ap) = (free_port(), free_port());
         let config = dir.path().join("gateway.toml");
@@ -123,6 +133,7 @@ impl Gateway {
             .arg("serve")
             .arg("--config")
             .arg(&config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
