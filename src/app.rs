@@ -136,12 +136,18 @@ pub async fn start_on(
         move |req, _| crate::admin::handle(st.clone(), req),
         wait_stop(admin_stop_rx),
     ));
+    let st = state.clone();
     let task = tokio::spawn(async move {
         let _ = public_task.await;
         // The admin listener outlives the public one so probes see "draining" until the end.
         let _ = admin_stop.send(true);
         let _ = admin_task.await;
         jobs.stop().await;
+        st.sessions
+            .store()
+            .inner()
+            .close(std::time::Duration::from_secs(5))
+            .await;
         tracing::info!("stopped");
     });
     tracing::info!(public = %public_addr, admin = %admin_addr, "sessiongate listening");

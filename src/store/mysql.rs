@@ -125,9 +125,10 @@ impl MysqlStore {
         }
     }
 
-    /// Closes the pool's connections.
-    pub async fn close(self) {
-        let _ = self.pool.disconnect().await;
+    /// Closes the pool's connections (waits for borrowed ones to come back). Every later
+    /// operation fails with `Unavailable`.
+    pub async fn close(&self) {
+        let _ = self.pool.clone().disconnect().await;
     }
 
     fn tx_opts() -> TxOpts {
