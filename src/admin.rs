@@ -9,6 +9,10 @@
 //! - `/v1/...` — the session API of SPEC §9, behind `Authorization: Bearer <admin key>`
 //!   (compared in constant time; 403 when no key is configured). Bodies are bounded to
 //!   [`MAX_BODY_BYTES`] (413 beyond).
+//! - `POST /v1/jobs/purge` (beyond SPEC §9, same bearer key) — runs one purge of expired
+//!   sessions now, exactly as the `removal_cron` job does (same job lock, same metrics), and
+//!   answers `{"deleted": n, "skipped": false}`, or `{"deleted": 0, "skipped": true}` when
+//!   another instance holds the purge lock. For operators and tests that cannot wait for cron.
 //!
 //! It uses the same session operations as the gateway (`sessions.rs`); no SQL here.
 
@@ -279,6 +283,15 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
             })?;
             state.metrics.key_rotations_total.inc();
             ok(serde_json::json!({ "kid": kid }))
+        }
+        (Method::POST, ["jobs", "purge"]) => {
+            let deleted = crate::jobs::purge_job_once(state)
+                .await
+                .map_err(store_err)?;
+            ok(serde_json::json!({
+                "deleted": deleted.unwrap_or(0),
+                "skipped": deleted.is_none(),
+            }))
         }
         (m, _) => Err(Reject::NotFound(format!("no admin endpoint {m} {path}"))),
     }

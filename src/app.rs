@@ -136,12 +136,18 @@ pub async fn start_on(
         move |req, _| crate::admin::handle(st.clone(), req),
         wait_stop(admin_stop_rx),
     ));
+    let st = state.clone();
     let task = tokio::spawn(async move {
         let _ = public_task.await;
         // The admin listener outlives the public one so probes see "draining" until the end.
         let _ = admin_stop.send(true);
         let _ = admin_task.await;
         jobs.stop().await;
+        st.sessions
+            .store()
+            .inner()
+            .close(std::time::Duration::from_secs(5))
+            .await;
         tracing::info!("stopped");
     });
     tracing::info!(public = %public_addr, admin = %admin_addr, "sessiongate listening");
@@ -154,33 +160,43 @@ pub async fn start_on(
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn termination_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that arrives in between is not lost (nor does it
+/// kill the process with the default action).
+pub fn termination_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let handlers = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) else {
-            std::future::pending::<()>().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+        );
+        async move {
+            let (Ok(mut term), Ok(mut int)) = handlers else {
+                std::future::pending::<()>().await;
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
-/// `sessiongate serve`: start, wait for a signal, shut down.
+/// `sessiongate serve`: start, wait for a signal, shut down. The signal handlers are installed
+/// before the listeners are bound, so a SIGTERM sent as soon as the gateway answers still
+/// drains and exits 0.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let signalled = termination_signal();
     let gw = start(cfg, Clock::system()).await?;
-    termination_signal().await;
+    signalled.await;
     tracing::info!("termination signal received; draining");
     gw.stop().await;
     Ok(())

@@ -71,12 +71,14 @@ pub async fn rotate_keys_once(state: &AppState) {
     }
 }
 
-/// One run of the purge job.
-pub async fn purge_job_once(state: &AppState) {
+/// One run of the purge job, counted and timed like a scheduled run. Returns what
+/// [`purge_once`] returned (`Ok(None)`: skipped, another instance holds the lock).
+pub async fn purge_job_once(state: &AppState) -> Result<Option<u64>, crate::store::StoreError> {
     let started = Instant::now();
-    match purge_once(state).await {
+    let result = purge_once(state).await;
+    match &result {
         Ok(Some(n)) => {
-            state.metrics.purged_sessions_total.inc_by(n);
+            state.metrics.purged_sessions_total.inc_by(*n);
             tracing::info!(deleted = n, "purged expired sessions");
             record(state, "purge", started, true);
         }
@@ -89,6 +91,7 @@ pub async fn purge_job_once(state: &AppState) {
             record(state, "purge", started, false);
         }
     }
+    result
 }
 
 /// The running jobs; [`Jobs::stop`] ends them.
@@ -113,7 +116,9 @@ impl Jobs {
                 state.cfg.tokens.refresh_token.removal_cron.as_str(),
                 move |_, _| {
                     let st = st.clone();
-                    Box::pin(async move { purge_job_once(&st).await })
+                    Box::pin(async move {
+                        let _ = purge_job_once(&st).await;
+                    })
                 },
             )?)
             .await?;

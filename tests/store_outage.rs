@@ -180,3 +180,45 @@ mod url_parts {
         }
     }
 }
+
+/// SPEC §8: shutdown closes the pool. After `stop`, no connection to the test database is
+/// left open on the server (connections are ended, not abandoned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_the_store_pool() {
+    let db = common::TestMysql::new();
+    let up = TestUpstream::start().await;
+    let gw = start_gateway(
+        test_config(
+            &db.url(),
+            &up.url(),
+            "tokens.access_token.blacklisting = true",
+        ),
+        Clock::system(),
+    )
+    .await;
+    let mut b = Browser::new(gw.public_addr);
+    b.login("alice").await;
+    assert_eq!(b.refresh().await.status, 200);
+    let open = |db: &common::TestMysql| -> u64 {
+        db.query(&format!(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE db = '{}' AND id <> CONNECTION_ID()",
+            db.db
+        ))[0][0]
+            .parse()
+            .unwrap()
+    };
+    assert!(open(&db) > 0, "the gateway holds pooled connections");
+    gw.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = open(&db);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} connections still open 5 s after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -71,7 +71,10 @@ pub struct KeyCache<S> {
     policy: KeyPolicy,
     clock: Clock,
     ring: RwLock<Arc<KeyRing>>,
-    last_reload: AtomicI64,
+    /// When the last reload triggered by an unknown `kid` happened. Only those reloads are
+    /// rate-limited: a scheduled reload (start, rotation job) must not block picking up a key
+    /// another instance created just after it, or that instance's fresh tokens get refused.
+    last_unknown_kid_reload: AtomicI64,
 }
 
 impl<S: SessionStore> KeyCache<S> {
@@ -106,7 +109,7 @@ impl<S: SessionStore> KeyCache<S> {
             policy,
             clock,
             ring: RwLock::new(Arc::new(ring)),
-            last_reload: AtomicI64::new(now),
+            last_unknown_kid_reload: AtomicI64::new(0),
         })
     }
 
@@ -117,8 +120,6 @@ impl<S: SessionStore> KeyCache<S> {
 
     fn install(&self, ring: KeyRing) {
         *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
-        self.last_reload
-            .store(self.clock.now_ms(), Ordering::Relaxed);
     }
 
     /// Reads the key table again.
@@ -135,10 +136,10 @@ impl<S: SessionStore> KeyCache<S> {
     /// [`UNKNOWN_KID_RELOAD_INTERVAL_MS`]. Returns whether it reloaded.
     pub async fn reload_for_unknown_kid(&self) -> bool {
         let now = self.clock.now_ms();
-        let last = self.last_reload.load(Ordering::Relaxed);
+        let last = self.last_unknown_kid_reload.load(Ordering::Relaxed);
         if now - last < UNKNOWN_KID_RELOAD_INTERVAL_MS
             || self
-                .last_reload
+                .last_unknown_kid_reload
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
         {

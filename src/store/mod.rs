@@ -263,6 +263,18 @@ pub enum AnyStore {
     Sqlite(sqlite::SqliteStore),
 }
 
+impl AnyStore {
+    /// Ends the store's connections at shutdown: the MySQL pool is disconnected (bounded by
+    /// `within`); SQLite's connection closes when the store is dropped.
+    pub async fn close(&self, within: std::time::Duration) {
+        if let AnyStore::Mysql(m) = self {
+            if tokio::time::timeout(within, m.close()).await.is_err() {
+                tracing::warn!("the MySQL pool did not close in time");
+            }
+        }
+    }
+}
+
 /// Opens the configured store (does not migrate).
 pub async fn open(cfg: &StoreConfig) -> StoreResult<AnyStore> {
     match &cfg.url {

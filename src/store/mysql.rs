@@ -177,8 +177,8 @@ impl MysqlStore {
     }
 
     /// Closes the pool's connections.
-    pub async fn close(self) {
-        let _ = self.pool.disconnect().await;
+    pub async fn close(&self) {
+        let _ = self.pool.clone().disconnect().await;
     }
 
     fn tx_opts() -> TxOpts {
