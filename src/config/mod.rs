@@ -10,9 +10,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod load;
+mod problem;
+pub mod raw;
+mod render;
 pub mod validate;
 
-pub use load::{load, load_from_str, ConfigError, ConfigProblem};
+pub use load::{
+    config_path, load, load_from_str, load_with_env, ConfigError, ConfigProblem, ConfigSource,
+};
+pub use render::render_masked;
+pub use validate::validate;
 
 /// The effective configuration, valid by construction.
 #[derive(Clone, Debug)]

@@ -1,1 +1,1111 @@
-//! Validation. Placeholder.
+//! Validation: the pure step from [`RawConfig`] to the typed [`Config`].
+//!
+//! Owns every rule of SPEC §3 (defaults, ranges, formats, cross-key constraints) and reports
+//! all broken rules at once, each naming its key path, the offending value and the allowed
+//! range. It must not do I/O: no filesystem, no environment, no network. Checks that need a
+//! file (secret files, the admin key file, TLS files) live in `load.rs`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::problem::{ConfigError, ConfigProblem};
+use super::raw::*;
+use super::*;
+
+/// Default values, shared by the validator, the renderer and the documentation tests.
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
+    pub const SHUTDOWN_GRACE_SECS: i64 = 30;
+    pub const UPSTREAM_TIMEOUT_SECS: i64 = 30;
+    pub const HEADER_READ_TIMEOUT_SECS: i64 = 10;
+    pub const MAX_CONNECTIONS: i64 = 10_000;
+    pub const STORE_URL: &str = "sqlite://sessiongate.db";
+    pub const CONNECTION_LIMIT: i64 = 50;
+    pub const ACCESS_VALIDITY_SECS: i64 = 3600;
+    pub const ACCESS_PATH: &str = "/";
+    pub const UPDATE_INTERVAL_HOURS: i64 = 24;
+    pub const REFRESH_VALIDITY_HOURS: i64 = 2400;
+    pub const REMOVAL_CRON: &str = "0 0 0 1-31/7 * *";
+    pub const REUSE_GRACE_SECS: i64 = 30;
+    pub const EXPIRED_STATUS: i64 = 401;
+    pub const USER_ID_HEADER: &str = "x-user-id";
+    pub const SESSION_HANDLE_HEADER: &str = "x-session-handle";
+    pub const JWT_PAYLOAD_HEADER: &str = "x-jwt-payload";
+    pub const LOG_LEVEL: &str = "info";
+}
+
+/// The shortest admin API key accepted.
+pub const MIN_ADMIN_KEY_LEN: usize = 16;
+
+/// Headers the gateway must never let an identity header collide with: hop-by-hop and
+/// framing headers (RFC 9110 §7.6.1, RFC 9112 §6), and the ones carrying credentials.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-type",
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Turns the raw configuration into a [`Config`], or reports every broken rule.
+pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut v = Validator::default();
+    let config = v.config(raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            problems: v.problems,
+        })
+    }
+}
+
+/// Whether `expr` is a cron expression the job scheduler (tokio-cron-scheduler 0.15) accepts:
+/// the same parser with the same options.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<ConfigProblem>,
+}
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn range_text(lo: i64, hi: i64) -> String {
+    format!("{lo}..={hi}")
+}
+
+impl Validator {
+    fn push(
+        &mut self,
+        key: &str,
+        message: &str,
+        got: impl Into<String>,
+        allowed: impl Into<String>,
+    ) {
+        self.problems
+            .push(ConfigProblem::new(key, message, got, allowed));
+    }
+
+    /// An integer in `lo..=hi`, or the default (reporting a problem) when out of range.
+    fn int(&mut self, key: &str, value: Option<i64>, default: i64, lo: i64, hi: i64) -> i64 {
+        match value {
+            None => default,
+            Some(n) if (lo..=hi).contains(&n) => n,
+            Some(n) => {
+                self.push(key, "out of range", n.to_string(), range_text(lo, hi));
+                default
+            }
+        }
+    }
+
+    fn secs(&mut self, key: &str, value: Option<i64>, default: i64, lo: i64, hi: i64) -> Duration {
+        let n = self.int(key, value, default, lo, hi);
+        Duration::from_secs(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// One of a fixed set of words.
+    fn choice<T: Copy>(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        default: T,
+        options: &[(&str, T)],
+    ) -> T {
+        let Some(s) = value else { return default };
+        match options.iter().find(|(name, _)| *name == s) {
+            Some((_, t)) => *t,
+            None => {
+                let allowed = options
+                    .iter()
+                    .map(|(n, _)| quoted(n))
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                self.push(key, "not one of the allowed values", quoted(&s), allowed);
+                default
+            }
+        }
+    }
+
+    fn socket(&mut self, key: &str, value: Option<String>, default: &str) -> SocketAddr {
+        let fallback = default
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let Some(s) = value else { return fallback };
+        match s.trim().parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.push(
+                    key,
+                    "not a socket address",
+                    quoted(&s),
+                    "IP:PORT such as 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080 (no host names)",
+                );
+                fallback
+            }
+        }
+    }
+
+    /// An absolute URL path: starts with `/`, no `//`, no query, fragment, whitespace or
+    /// dot segments (the form requests are normalised to before matching).
+    fn url_path(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        default: Option<&str>,
+    ) -> Option<String> {
+        let s = match value {
+            Some(s) => s,
+            None => return default.map(str::to_string),
+        };
+        if let Err(why) = check_path(&s) {
+            self.push(key, why, quoted(&s), PATH_RULE);
+            return default.map(str::to_string);
+        }
+        Some(s)
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let server = self.server(raw.server.unwrap_or_default());
+        let store = self.store(raw.store.unwrap_or_default());
+        let tokens = self.tokens(raw.tokens.unwrap_or_default());
+        let cookie = self.cookie(raw.cookie.unwrap_or_default());
+        let session = self.session(raw.session.unwrap_or_default());
+        let identity = self.identity(raw.identity.unwrap_or_default());
+        let cors = self.cors(raw.cors.unwrap_or_default());
+        let admin = self.admin(raw.admin.unwrap_or_default());
+        let logging = self.logging(raw.logging.unwrap_or_default());
+        let routes = self.routes(raw.routes);
+
+        if let Some(logout) = &session.logout_path {
+            if *logout == tokens.refresh_token.renew_path {
+                self.push(
+                    "session.logout_path",
+                    "equals tokens.refresh_token.renew_path",
+                    quoted(logout),
+                    "a path different from the renew path",
+                );
+            }
+        }
+
+        Config {
+            server,
+            store,
+            tokens,
+            cookie,
+            session,
+            identity,
+            cors,
+            admin,
+            logging,
+            routes,
+        }
+    }
+
+    fn server(&mut self, raw: RawServer) -> ServerConfig {
+        let listen = self.socket("server.listen", raw.listen, defaults::LISTEN);
+        let admin_listen = self.socket(
+            "server.admin_listen",
+            raw.admin_listen,
+            defaults::ADMIN_LISTEN,
+        );
+        if listen == admin_listen && listen.port() != 0 {
+            self.push(
+                "server.admin_listen",
+                "same address as server.listen",
+                admin_listen.to_string(),
+                "an address different from server.listen",
+            );
+        }
+        let tls = raw.tls.and_then(|t| self.tls(t));
+        let shutdown_grace = self.secs(
+            "server.shutdown_grace_secs",
+            raw.shutdown_grace_secs,
+            defaults::SHUTDOWN_GRACE_SECS,
+            0,
+            3600,
+        );
+        let upstream_timeout = self.secs(
+            "server.upstream_timeout_secs",
+            raw.upstream_timeout_secs,
+            defaults::UPSTREAM_TIMEOUT_SECS,
+            1,
+            3600,
+        );
+        let header_read_timeout = self.secs(
+            "server.header_read_timeout_secs",
+            raw.header_read_timeout_secs,
+            defaults::HEADER_READ_TIMEOUT_SECS,
+            1,
+            300,
+        );
+        let max_connections = self.int(
+            "server.max_connections",
+            raw.max_connections,
+            defaults::MAX_CONNECTIONS,
+            1,
+            1_000_000,
+        );
+        let mut trusted_proxies = Vec::new();
+        for (i, s) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+            match parse_cidr(s) {
+                Ok(c) => trusted_proxies.push(c),
+                Err(why) => self.push(
+                    &format!("server.trusted_proxies[{i}]"),
+                    why,
+                    quoted(s),
+                    "an IP address (10.0.0.1, ::1) or CIDR range (10.0.0.0/8, fd00::/8)",
+                ),
+            }
+        }
+        ServerConfig {
+            listen,
+            admin_listen,
+            tls,
+            shutdown_grace,
+            upstream_timeout,
+            header_read_timeout,
+            max_connections: usize::try_from(max_connections).unwrap_or(1),
+            trusted_proxies,
+        }
+    }
+
+    fn tls(&mut self, raw: RawTls) -> Option<TlsConfig> {
+        const RULE: &str = "both server.tls.cert and server.tls.key (PEM files), or neither";
+        let cert = raw.cert.filter(|s| !s.is_empty());
+        let key = raw.key.filter(|s| !s.is_empty());
+        match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.problems.push(
+                    ConfigProblem::bare("server.tls.key", "missing while server.tls.cert is set")
+                        .allowing(RULE),
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problems.push(
+                    ConfigProblem::bare("server.tls.cert", "missing while server.tls.key is set")
+                        .allowing(RULE),
+                );
+                None
+            }
+        }
+    }
+
+    fn store(&mut self, raw: RawStore) -> StoreConfig {
+        let url = match raw.url {
+            None => StoreUrl::Sqlite(PathBuf::from("sessiongate.db")),
+            Some(s) => match parse_store_url(&s) {
+                Ok(u) => u,
+                Err(why) => {
+                    self.push(
+                        "store.url",
+                        &why,
+                        quoted(&mask_url_password(&s)),
+                        "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE, sqlite://PATH or sqlite::memory:",
+                    );
+                    StoreUrl::SqliteMemory
+                }
+            },
+        };
+        let connection_limit = self.int(
+            "store.connection_limit",
+            raw.connection_limit,
+            defaults::CONNECTION_LIMIT,
+            1,
+            10_000,
+        );
+        let raw_tables = raw.tables.unwrap_or_default();
+        let default_tables = TableNames::default();
+        let signing_key = self.table_name(
+            "store.tables.signing_key",
+            raw_tables.signing_key,
+            default_tables.signing_key,
+        );
+        let refresh_tokens = self.table_name(
+            "store.tables.refresh_tokens",
+            raw_tables.refresh_tokens,
+            default_tables.refresh_tokens,
+        );
+        if signing_key == refresh_tokens {
+            self.push(
+                "store.tables.refresh_tokens",
+                "same table name as store.tables.signing_key",
+                quoted(&refresh_tokens),
+                "a name different from store.tables.signing_key",
+            );
+        }
+        StoreConfig {
+            url,
+            connection_limit: u32::try_from(connection_limit).unwrap_or(1),
+            auto_migrate: raw.auto_migrate.unwrap_or(true),
+            tables: TableNames {
+                signing_key,
+                refresh_tokens,
+            },
+        }
+    }
+
+    fn table_name(&mut self, key: &str, value: Option<String>, default: String) -> String {
+        let Some(s) = value else { return default };
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if ok {
+            s
+        } else {
+            self.push(
+                key,
+                "not a valid table name",
+                quoted(&s),
+                "[A-Za-z0-9_]{1,64}",
+            );
+            default
+        }
+    }
+
+    fn tokens(&mut self, raw: RawTokens) -> TokensConfig {
+        let at = raw.access_token.unwrap_or_default();
+        let validity_secs = self.int(
+            "tokens.access_token.validity_secs",
+            at.validity_secs,
+            defaults::ACCESS_VALIDITY_SECS,
+            10,
+            86_400_000,
+        );
+        let path = self
+            .url_path(
+                "tokens.access_token.path",
+                at.path,
+                Some(defaults::ACCESS_PATH),
+            )
+            .unwrap_or_else(|| defaults::ACCESS_PATH.to_string());
+        let signing_key = self.signing_key(at.signing_key.unwrap_or_default());
+
+        let rt = raw.refresh_token.unwrap_or_default();
+        let validity_hours = self.int(
+            "tokens.refresh_token.validity_hours",
+            rt.validity_hours,
+            defaults::REFRESH_VALIDITY_HOURS,
+            1,
+            8760,
+        );
+        let removal_cron = match rt.removal_cron {
+            None => defaults::REMOVAL_CRON.to_string(),
+            Some(expr) => match check_cron(&expr) {
+                Ok(()) => expr,
+                Err(why) => {
+                    self.push(
+                        "tokens.refresh_token.removal_cron",
+                        &format!("not a valid cron expression: {why}"),
+                        quoted(&expr),
+                        "6 fields, seconds first, UTC, e.g. \"0 0 0 1-31/7 * *\"",
+                    );
+                    defaults::REMOVAL_CRON.to_string()
+                }
+            },
+        };
+        let renew_path = match rt.renew_path {
+            Some(_) => self
+                .url_path("tokens.refresh_token.renew_path", rt.renew_path, None)
+                .unwrap_or_default(),
+            None => {
+                self.problems.push(
+                    ConfigProblem::bare("tokens.refresh_token.renew_path", "required but not set")
+                        .allowing(PATH_RULE),
+                );
+                String::new()
+            }
+        };
+        let reuse_grace_secs = self.int(
+            "tokens.refresh_token.reuse_grace_secs",
+            rt.reuse_grace_secs,
+            defaults::REUSE_GRACE_SECS,
+            0,
+            300,
+        );
+        TokensConfig {
+            access_token: AccessTokenConfig {
+                validity_secs: u64::try_from(validity_secs).unwrap_or(0),
+                blacklisting: at.blacklisting.unwrap_or(false),
+                path,
+                signing_key,
+            },
+            refresh_token: RefreshTokenConfig {
+                validity_hours: u32::try_from(validity_hours).unwrap_or(1),
+                removal_cron,
+                renew_path,
+                reuse_grace_secs: u32::try_from(reuse_grace_secs).unwrap_or(0),
+            },
+            enable_anti_csrf: raw.enable_anti_csrf.unwrap_or(true),
+        }
+    }
+
+    fn signing_key(&mut self, raw: RawSigningKey) -> SigningKeyConfig {
+        let update_interval_hours = self.int(
+            "tokens.access_token.signing_key.update_interval_hours",
+            raw.update_interval_hours,
+            defaults::UPDATE_INTERVAL_HOURS,
+            1,
+            720,
+        );
+        let algorithm = self.choice(
+            "tokens.access_token.signing_key.algorithm",
+            raw.algorithm,
+            SigningAlgorithm::Hs256,
+            &[
+                ("HS256", SigningAlgorithm::Hs256),
+                ("EdDSA", SigningAlgorithm::EdDsa),
+            ],
+        );
+        let secret_file = match raw.secret_file {
+            Some(s) if s.trim().is_empty() => {
+                self.push(
+                    "tokens.access_token.signing_key.secret_file",
+                    "empty path",
+                    quoted(&s),
+                    "the path of a readable, non-empty key file, or leave unset",
+                );
+                None
+            }
+            Some(s) => Some(PathBuf::from(s)),
+            None => None,
+        };
+        // A static key the operator manages replaces rotating keys.
+        let dynamic = match (raw.dynamic, &secret_file) {
+            (Some(true), Some(_)) => {
+                self.push(
+                    "tokens.access_token.signing_key.dynamic",
+                    "true conflicts with secret_file (a static key disables rotation)",
+                    "true",
+                    "false or unset when secret_file is set",
+                );
+                false
+            }
+            (_, Some(_)) => false,
+            (d, None) => d.unwrap_or(true),
+        };
+        SigningKeyConfig {
+            dynamic,
+            update_interval_hours: u32::try_from(update_interval_hours).unwrap_or(1),
+            secret_file,
+            algorithm,
+        }
+    }
+
+    fn cookie(&mut self, raw: RawCookie) -> CookieConfig {
+        let domain = raw.domain.and_then(|d| match check_cookie_domain(&d) {
+            Ok(()) => Some(d.to_ascii_lowercase()),
+            Err(why) => {
+                self.push(
+                    "cookie.domain",
+                    why,
+                    quoted(&d),
+                    "a bare domain such as example.com or .example.com (no scheme, port or path), or unset for host-only cookies",
+                );
+                None
+            }
+        });
+        let secure = raw.secure.unwrap_or(true);
+        let same_site = self.choice(
+            "cookie.same_site",
+            raw.same_site,
+            SameSite::Lax,
+            &[
+                ("strict", SameSite::Strict),
+                ("lax", SameSite::Lax),
+                ("none", SameSite::None),
+            ],
+        );
+        if same_site == SameSite::None && !secure {
+            self.push(
+                "cookie.secure",
+                "must be true when cookie.same_site = \"none\" (browsers drop such cookies)",
+                "false",
+                "true, or same_site \"lax\" / \"strict\"",
+            );
+        }
+        CookieConfig {
+            domain,
+            secure,
+            same_site,
+        }
+    }
+
+    fn session(&mut self, raw: RawSession) -> SessionConfig {
+        let logout_path = raw
+            .logout_path
+            .and_then(|p| self.url_path("session.logout_path", Some(p), None));
+        let expired_status = match raw.expired_status {
+            None => 401,
+            Some(n @ (401 | 440)) => n as u16,
+            Some(n) => {
+                self.push(
+                    "session.expired_status",
+                    "not an allowed status",
+                    n.to_string(),
+                    "401 or 440",
+                );
+                401
+            }
+        };
+        let theft_action = self.choice(
+            "session.theft_action",
+            raw.theft_action,
+            TheftAction::RevokeSession,
+            &[
+                ("revoke_session", TheftAction::RevokeSession),
+                (
+                    "revoke_all_user_sessions",
+                    TheftAction::RevokeAllUserSessions,
+                ),
+            ],
+        );
+        SessionConfig {
+            logout_path,
+            expired_status,
+            theft_action,
+        }
+    }
+
+    fn header(&mut self, key: &str, value: Option<String>, default: &str) -> String {
+        let Some(s) = value else {
+            return default.to_string();
+        };
+        let lower = s.to_ascii_lowercase();
+        if lower.is_empty() || http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            self.push(
+                key,
+                "not a valid HTTP header name",
+                quoted(&s),
+                "an RFC 9110 token such as x-user-id",
+            );
+            return default.to_string();
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            self.push(
+                key,
+                "a reserved header the gateway manages itself",
+                quoted(&s),
+                "a header name of your own such as x-user-id",
+            );
+            return default.to_string();
+        }
+        lower
+    }
+
+    fn identity(&mut self, raw: RawIdentity) -> IdentityConfig {
+        let user_id_header = self.header(
+            "identity.user_id_header",
+            raw.user_id_header,
+            defaults::USER_ID_HEADER,
+        );
+        let session_handle_header = self.header(
+            "identity.session_handle_header",
+            raw.session_handle_header,
+            defaults::SESSION_HANDLE_HEADER,
+        );
+        let jwt_payload_header = self.header(
+            "identity.jwt_payload_header",
+            raw.jwt_payload_header,
+            defaults::JWT_PAYLOAD_HEADER,
+        );
+        if session_handle_header == user_id_header {
+            self.push(
+                "identity.session_handle_header",
+                "same header as identity.user_id_header",
+                quoted(&session_handle_header),
+                "three different header names",
+            );
+        }
+        if jwt_payload_header == user_id_header || jwt_payload_header == session_handle_header {
+            self.push(
+                "identity.jwt_payload_header",
+                "same header as another identity header",
+                quoted(&jwt_payload_header),
+                "three different header names",
+            );
+        }
+        IdentityConfig {
+            user_id_header,
+            session_handle_header,
+            jwt_payload_header,
+        }
+    }
+
+    fn cors(&mut self, raw: RawCors) -> CorsConfig {
+        let mut allowed_origins: Vec<String> = Vec::new();
+        for (i, s) in raw.allowed_origins.unwrap_or_default().iter().enumerate() {
+            let key = format!("cors.allowed_origins[{i}]");
+            match parse_origin(s) {
+                Ok(o) if allowed_origins.contains(&o) => {
+                    self.push(&key, "listed twice", quoted(s), "each origin once")
+                }
+                Ok(o) => allowed_origins.push(o),
+                Err(why) => self.push(
+                    &key,
+                    why,
+                    quoted(s),
+                    "an exact origin scheme://host[:port] with scheme http or https, e.g. https://app.example.com (no path, no *)",
+                ),
+            }
+        }
+        CorsConfig { allowed_origins }
+    }
+
+    fn admin(&mut self, raw: RawAdmin) -> AdminConfig {
+        const RULE: &str = "admin.api_key_file or admin.api_key, not both";
+        let (key_name, key) = match (raw.api_key_file, raw.api_key) {
+            (Some(file), Some(_)) => {
+                self.push(
+                    "admin.api_key",
+                    "set together with admin.api_key_file",
+                    format!("api_key_file = {}", quoted(&file)),
+                    RULE,
+                );
+                return AdminConfig::default();
+            }
+            (None, None) => return AdminConfig::default(),
+            (None, Some(key)) => ("admin.api_key", key),
+            (Some(file), None) => match raw.api_key_from_file {
+                Some(key) => ("admin.api_key_file", key),
+                None => {
+                    self.push(
+                        "admin.api_key_file",
+                        "not read (validate was called without the loader)",
+                        quoted(&file),
+                        "a readable file holding the key",
+                    );
+                    return AdminConfig::default();
+                }
+            },
+        };
+        let key = key.trim().to_string();
+        let chars = key.chars().count();
+        if chars < MIN_ADMIN_KEY_LEN {
+            self.push(
+                key_name,
+                "admin API key too short",
+                format!("*** ({chars} characters)"),
+                format!("at least {MIN_ADMIN_KEY_LEN} characters"),
+            );
+            return AdminConfig::default();
+        }
+        if key.chars().any(|c| c.is_control() || c == ' ') {
+            self.push(
+                key_name,
+                "admin API key contains spaces or control characters",
+                "***",
+                "printable characters without spaces (it travels in an Authorization header)",
+            );
+            return AdminConfig::default();
+        }
+        AdminConfig { api_key: Some(key) }
+    }
+
+    fn logging(&mut self, raw: RawLogging) -> LoggingConfig {
+        let level = match raw.level {
+            None => defaults::LOG_LEVEL.to_string(),
+            Some(s) if s.trim().is_empty() => {
+                self.push(
+                    "logging.level",
+                    "empty",
+                    quoted(&s),
+                    "a tracing filter such as \"info\" or \"sessiongate=debug,info\"",
+                );
+                defaults::LOG_LEVEL.to_string()
+            }
+            Some(s) => match tracing_subscriber::EnvFilter::builder().parse(&s) {
+                Ok(_) => s,
+                Err(e) => {
+                    self.push(
+                        "logging.level",
+                        &format!("not a valid tracing filter: {e}"),
+                        quoted(&s),
+                        "a tracing filter such as \"info\" or \"sessiongate=debug,info\"",
+                    );
+                    defaults::LOG_LEVEL.to_string()
+                }
+            },
+        };
+        let format = self.choice(
+            "logging.format",
+            raw.format,
+            LogFormat::Pretty,
+            &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
+        );
+        LoggingConfig { level, format }
+    }
+
+    fn routes(&mut self, raw: Option<Vec<RawRoute>>) -> Vec<Route> {
+        let raw = raw.unwrap_or_default();
+        if raw.is_empty() {
+            self.problems.push(
+                ConfigProblem::bare("routes", "no route configured")
+                    .allowing("at least one [[routes]] entry with a name and an upstream"),
+            );
+            return Vec::new();
+        }
+        let mut routes = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut matches: HashMap<(Option<String>, String), usize> = HashMap::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let key = |field: &str| format!("routes[{i}].{field}");
+            let name = match r.name {
+                None => {
+                    self.problems.push(
+                        ConfigProblem::bare(key("name"), "required but not set")
+                            .allowing("[A-Za-z0-9_.-]{1,64}, unique"),
+                    );
+                    String::new()
+                }
+                Some(n) => {
+                    let ok = (1..=64).contains(&n.len())
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                    if !ok {
+                        self.push(
+                            &key("name"),
+                            "not a valid route name",
+                            quoted(&n),
+                            "[A-Za-z0-9_.-]{1,64}",
+                        );
+                    } else if let Some(first) = names.get(&n) {
+                        self.push(
+                            &key("name"),
+                            &format!("same name as routes[{first}]"),
+                            quoted(&n),
+                            "a name unique among routes",
+                        );
+                    } else {
+                        names.insert(n.clone(), i);
+                    }
+                    n
+                }
+            };
+            let path_prefix = self
+                .url_path(&key("path_prefix"), r.path_prefix, Some("/"))
+                .unwrap_or_else(|| "/".to_string());
+            let host = r.host.and_then(|h| match check_route_host(&h) {
+                Ok(()) => Some(h.to_ascii_lowercase()),
+                Err(why) => {
+                    self.push(
+                        &key("host"),
+                        why,
+                        quoted(&h),
+                        "a host name with an optional port, e.g. app.example.com or app.example.com:8443",
+                    );
+                    None
+                }
+            });
+            let upstream = match r.upstream {
+                None => {
+                    self.problems.push(
+                        ConfigProblem::bare(key("upstream"), "required but not set")
+                            .allowing("an absolute http:// or https:// URL"),
+                    );
+                    None
+                }
+                Some(u) => match parse_upstream(&u) {
+                    Ok(uri) => Some(uri),
+                    Err(why) => {
+                        self.push(
+                            &key("upstream"),
+                            why,
+                            quoted(&u),
+                            "an absolute http:// or https:// URL with a host and no query, e.g. http://127.0.0.1:3000",
+                        );
+                        None
+                    }
+                },
+            };
+            let auth = self.choice(
+                &key("auth"),
+                r.auth,
+                AuthMode::Required,
+                &[
+                    ("required", AuthMode::Required),
+                    ("optional", AuthMode::Optional),
+                    ("public", AuthMode::Public),
+                ],
+            );
+            let anti_csrf = self.choice(
+                &key("anti_csrf"),
+                r.anti_csrf,
+                AntiCsrfMode::NonGet,
+                &[
+                    ("non_get", AntiCsrfMode::NonGet),
+                    ("always", AntiCsrfMode::Always),
+                    ("never", AntiCsrfMode::Never),
+                ],
+            );
+            let login_redirect = r
+                .login_redirect
+                .and_then(|l| match check_login_redirect(&l) {
+                    Ok(()) => Some(l),
+                    Err(why) => {
+                        self.push(
+                            &key("login_redirect"),
+                            why,
+                            quoted(&l),
+                            "a path starting with / (not //) or an absolute http(s) URL",
+                        );
+                        None
+                    }
+                });
+            let match_key = (host.clone(), path_prefix.clone());
+            if let Some(first) = matches.get(&match_key) {
+                self.push(
+                    &key("path_prefix"),
+                    &format!("same host and path_prefix as routes[{first}]"),
+                    quoted(&path_prefix),
+                    "a (host, path_prefix) pair unique among routes",
+                );
+            } else {
+                matches.insert(match_key, i);
+            }
+            if let Some(upstream) = upstream {
+                routes.push(Route {
+                    name,
+                    path_prefix,
+                    host,
+                    upstream,
+                    auth,
+                    anti_csrf,
+                    session_control: r.session_control.unwrap_or(false),
+                    login_redirect,
+                });
+            }
+        }
+        routes
+    }
+}
+
+const PATH_RULE: &str =
+    "an absolute path starting with / without //, dot segments, query, fragment or spaces";
+
+/// The rule for configured URL paths (renew, logout, cookie path, route prefixes).
+fn check_path(s: &str) -> Result<(), &'static str> {
+    if !s.starts_with('/') {
+        return Err("does not start with /");
+    }
+    if s.contains("//") {
+        return Err("contains //");
+    }
+    if s.contains(['?', '#']) {
+        return Err("contains a query or fragment");
+    }
+    if s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err("contains whitespace, control characters or \\");
+    }
+    if s.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("contains a . or .. segment");
+    }
+    Ok(())
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, &'static str> {
+    let s = s.trim();
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| "not an IP address or CIDR range")?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match len {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => return Err("prefix length out of range (IPv4 0..=32, IPv6 0..=128)"),
+        },
+    };
+    Ok(Cidr { addr, prefix_len })
+}
+
+fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
+    if s == "sqlite::memory:" {
+        return Ok(StoreUrl::SqliteMemory);
+    }
+    if let Some(path) = s.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err("sqlite:// needs a file path".into());
+        }
+        if path == ":memory:" {
+            return Ok(StoreUrl::SqliteMemory);
+        }
+        return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+    }
+    if s.starts_with("mysql://") {
+        let opts = mysql_async::Opts::from_url(s).map_err(|e| format!("not a MySQL URL: {e}"))?;
+        if opts.db_name().is_none_or(str::is_empty) {
+            return Err("the MySQL URL names no database".into());
+        }
+        return Ok(StoreUrl::Mysql(s.to_string()));
+    }
+    Err("unsupported store URL scheme".into())
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn check_cookie_domain(d: &str) -> Result<(), &'static str> {
+    if d.contains("://") {
+        return Err("has a scheme");
+    }
+    if d.contains('/') {
+        return Err("has a path");
+    }
+    if d.contains(':') {
+        return Err("has a port");
+    }
+    let bare = d.strip_prefix('.').unwrap_or(d);
+    if !is_dns_name(bare) {
+        return Err("not a domain name");
+    }
+    Ok(())
+}
+
+fn check_route_host(h: &str) -> Result<(), &'static str> {
+    if h.contains("://") {
+        return Err("has a scheme");
+    }
+    if h.contains('/') {
+        return Err("has a path");
+    }
+    let name = match h.rsplit_once(':') {
+        Some((name, port)) => {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err("not a valid port");
+            }
+            name
+        }
+        None => h,
+    };
+    if !is_dns_name(name) {
+        return Err("not a host name");
+    }
+    Ok(())
+}
+
+fn parse_upstream(s: &str) -> Result<http::Uri, &'static str> {
+    let uri = parse_http_url(s)?;
+    if uri.query().is_some() {
+        return Err("has a query");
+    }
+    Ok(uri)
+}
+
+/// An absolute `http`/`https` URL with a host, no user info and no fragment.
+fn parse_http_url(s: &str) -> Result<http::Uri, &'static str> {
+    if s.contains('#') {
+        return Err("has a fragment");
+    }
+    let uri: http::Uri = s.parse().map_err(|_| "not a URL")?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(_) => return Err("scheme is not http or https"),
+        None => return Err("not an absolute URL"),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err("has no host");
+    };
+    if authority.as_str().contains('@') {
+        return Err("has user info (credentials do not belong in the upstream URL)");
+    }
+    if authority.host().is_empty() {
+        return Err("has no host");
+    }
+    Ok(uri)
+}
+
+/// `scheme://host[:port]`, returned lower-cased as browsers send it.
+fn parse_origin(s: &str) -> Result<String, &'static str> {
+    if s.trim() == "*" {
+        return Err("wildcards are not allowed");
+    }
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err("not an origin (no scheme)");
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err("scheme is not http or https");
+    }
+    if rest.contains('/') || rest.contains(['?', '#']) {
+        return Err("has a path (an origin ends after the host and port; drop any trailing /)");
+    }
+    if rest.contains('@') {
+        return Err("has user info");
+    }
+    if rest.contains('*') {
+        return Err("wildcards are not allowed");
+    }
+    let authority: http::uri::Authority = rest.parse().map_err(|_| "not a valid host[:port]")?;
+    if authority.host().is_empty() {
+        return Err("has no host");
+    }
+    if rest.ends_with(':') {
+        return Err("has an empty port");
+    }
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+}
+
+fn check_login_redirect(s: &str) -> Result<(), &'static str> {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace or control characters");
+    }
+    if s.starts_with('/') {
+        if s.starts_with("//") || s.starts_with("/\\") {
+            return Err("starts with // (a protocol-relative URL to another site)");
+        }
+        return Ok(());
+    }
+    parse_http_url(s).map(|_| ()).map_err(|why| match why {
+        "not an absolute URL" | "not a URL" => "neither a path starting with / nor an absolute URL",
+        other => other,
+    })
+}

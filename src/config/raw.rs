@@ -1,0 +1,169 @@
+//! The raw configuration: exactly what the TOML file and the environment said, before any
+//! rule is applied.
+//!
+//! Every field is optional (defaults are applied by [`super::validate`]) and every level
+//! denies unknown keys, so a misspelt key is reported instead of silently ignored. Integers
+//! are `i64` (what TOML holds) so that out-of-range values, negative ones included, reach the
+//! validator and are reported with their allowed range rather than as a type error.
+//! This module must not apply defaults, enforce ranges or touch the filesystem.
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: Option<RawServer>,
+    pub store: Option<RawStore>,
+    pub tokens: Option<RawTokens>,
+    pub cookie: Option<RawCookie>,
+    pub session: Option<RawSession>,
+    pub identity: Option<RawIdentity>,
+    pub cors: Option<RawCors>,
+    pub admin: Option<RawAdmin>,
+    pub logging: Option<RawLogging>,
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub tls: Option<RawTls>,
+    pub shutdown_grace_secs: Option<i64>,
+    pub upstream_timeout_secs: Option<i64>,
+    pub header_read_timeout_secs: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub url: Option<String>,
+    pub connection_limit: Option<i64>,
+    pub auto_migrate: Option<bool>,
+    pub tables: Option<RawTables>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTables {
+    pub signing_key: Option<String>,
+    pub refresh_tokens: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    pub access_token: Option<RawAccessToken>,
+    pub refresh_token: Option<RawRefreshToken>,
+    pub enable_anti_csrf: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessToken {
+    pub validity_secs: Option<i64>,
+    pub blacklisting: Option<bool>,
+    pub path: Option<String>,
+    pub signing_key: Option<RawSigningKey>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigningKey {
+    pub dynamic: Option<bool>,
+    pub update_interval_hours: Option<i64>,
+    pub secret_file: Option<String>,
+    pub algorithm: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRefreshToken {
+    pub validity_hours: Option<i64>,
+    pub removal_cron: Option<String>,
+    pub renew_path: Option<String>,
+    pub reuse_grace_secs: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCookie {
+    pub domain: Option<String>,
+    pub secure: Option<bool>,
+    pub same_site: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub logout_path: Option<String>,
+    pub expired_status: Option<i64>,
+    pub theft_action: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub user_id_header: Option<String>,
+    pub session_handle_header: Option<String>,
+    pub jwt_payload_header: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub api_key_file: Option<String>,
+    pub api_key: Option<String>,
+    /// The trimmed contents of `api_key_file`, filled in by the loader (never from TOML).
+    #[serde(skip)]
+    pub api_key_from_file: Option<String>,
+}
+
+impl std::fmt::Debug for RawAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAdmin")
+            .field("api_key_file", &self.api_key_file)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field(
+                "api_key_from_file",
+                &self.api_key_from_file.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub upstream: Option<String>,
+    pub auth: Option<String>,
+    pub anti_csrf: Option<String>,
+    pub session_control: Option<bool>,
+    pub login_redirect: Option<String>,
+}
