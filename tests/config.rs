@@ -181,10 +181,7 @@ fn ranges_and_rules() {
             "server.trusted_proxies = [\"10.0.0.0/33\"]",
             &["server.trusted_proxies[0]"],
         ),
-        (
-            "server.tls.cert = \"/x.pem\"",
-            &["server.tls.cert", "server.tls.key"],
-        ),
+        ("server.tls.cert = \"/x.pem\"", &["server.tls.key"]),
         (
             "cors.allowed_origins = [\"*\"]",
             &["cors.allowed_origins[0]"],

@@ -453,7 +453,9 @@ fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
         }
     }
 
-    if let Some(tls) = raw.server.as_ref().and_then(|s| s.tls.as_ref()) {
+    // Only a complete pair is worth opening; a half pair is the validator's to report.
+    let tls = raw.server.as_ref().and_then(|s| s.tls.as_ref());
+    if let Some(tls) = tls.filter(|t| t.cert.is_some() && t.key.is_some()) {
         for (key, file) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
             let Some(file) = file.as_deref().filter(|f| !f.is_empty()) else {
                 continue;

@@ -353,3 +353,6 @@ mod tests {
         assert_eq!(mask_url_password("mysql://db/x"), "mysql://db/x");
     }
 }
+
+#[cfg(test)]
+mod tests_load;

@@ -1,0 +1,409 @@
+//! Table tests for loading, validation and rendering. Each case goes through one `check`
+//! helper: TOML in, either success or the exact set of key paths reported (with a fragment
+//! each message must contain). No test touches the process environment.
+
+use super::load::{load_with_env, resolve_config_path, ConfigSource};
+use super::*;
+
+/// A renew path and a route are required; add them unless the case sets its own.
+fn complete(toml: &str) -> (String, Vec<(String, String)>) {
+    let mut text = toml.to_string();
+    let mut env = Vec::new();
+    if !toml.contains("renew_path") {
+        env.push((
+            "SESSIONGATE_TOKENS__REFRESH_TOKEN__RENEW_PATH".to_string(),
+            "/auth/refresh".to_string(),
+        ));
+    }
+    if !toml.contains("[[routes]]") && !toml.contains("routes =") {
+        text.push_str("\n[[routes]]\nname = \"app\"\nupstream = \"http://127.0.0.1:3000\"\n");
+    }
+    (text, env)
+}
+
+fn run(toml: &str, extra_env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let (text, mut env) = complete(toml);
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    load_with_env(ConfigSource::Toml(&text), env)
+}
+
+/// `expected`: `&[]` for success, else every (key, message fragment) reported, and nothing
+/// else. The fragment is searched in the whole Display line.
+fn check(toml: &str, expected: &[(&str, &str)]) {
+    check_env(toml, &[], expected)
+}
+
+fn check_env(toml: &str, env: &[(&str, &str)], expected: &[(&str, &str)]) {
+    match run(toml, env) {
+        Ok(_) if expected.is_empty() => {}
+        Ok(c) => panic!("expected problems {expected:?} for\n{toml}\ngot Ok({c:?})"),
+        Err(e) => {
+            let lines: Vec<(String, String)> = e
+                .problems
+                .iter()
+                .map(|p| (p.key.clone(), p.to_string()))
+                .collect();
+            let keys: Vec<&str> = lines.iter().map(|(k, _)| k.as_str()).collect();
+            let want: Vec<&str> = expected.iter().map(|(k, _)| *k).collect();
+            assert_eq!(keys, want, "for\n{toml}\nproblems:\n{e}");
+            for ((_, line), (key, frag)) in lines.iter().zip(expected) {
+                assert!(
+                    line.starts_with(&format!("{key}: ")) && line.contains(frag),
+                    "line {line:?} should name {key} and contain {frag:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shipped_gateway_toml_loads() {
+    let text = include_str!("../../gateway.toml");
+    let c = load_with_env(ConfigSource::Toml(text), Vec::<(String, String)>::new())
+        .unwrap_or_else(|e| panic!("gateway.toml:\n{e}"));
+    assert_eq!(c.tokens.refresh_token.renew_path, "/auth/refresh");
+    assert_eq!(c.session.logout_path.as_deref(), Some("/auth/logout"));
+    assert_eq!(c.store.url, StoreUrl::Sqlite("sessiongate.db".into()));
+    assert!(c.cookie.secure);
+    assert_eq!(c.routes.len(), 2);
+}
+
+#[test]
+fn defaults() {
+    let c = run("", &[]).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.server.shutdown_grace.as_secs(), 30);
+    assert_eq!(c.server.upstream_timeout.as_secs(), 30);
+    assert_eq!(c.server.header_read_timeout.as_secs(), 10);
+    assert_eq!(c.server.max_connections, 10_000);
+    assert_eq!(c.store.url, StoreUrl::Sqlite("sessiongate.db".into()));
+    assert_eq!(c.store.connection_limit, 50);
+    assert!(c.store.auto_migrate);
+    assert_eq!(c.store.tables, TableNames::default());
+    assert_eq!(c.tokens.access_token.validity_secs, 3600);
+    assert!(!c.tokens.access_token.blacklisting);
+    assert_eq!(c.tokens.access_token.path, "/");
+    assert!(c.tokens.access_token.signing_key.dynamic);
+    assert_eq!(c.tokens.access_token.signing_key.update_interval_hours, 24);
+    assert_eq!(
+        c.tokens.access_token.signing_key.algorithm,
+        SigningAlgorithm::Hs256
+    );
+    assert_eq!(c.tokens.refresh_token.validity_hours, 2400);
+    assert_eq!(c.tokens.refresh_token.removal_cron, "0 0 0 1-31/7 * *");
+    assert_eq!(c.tokens.refresh_token.reuse_grace_secs, 30);
+    assert!(c.tokens.enable_anti_csrf);
+    assert!(c.cookie.secure);
+    assert_eq!(c.cookie.same_site, SameSite::Lax);
+    assert_eq!(c.session.expired_status, 401);
+    assert_eq!(c.session.theft_action, TheftAction::RevokeSession);
+    assert_eq!(c.identity.user_id_header, "x-user-id");
+    assert_eq!(c.logging.level, "info");
+    assert_eq!(c.logging.format, LogFormat::Pretty);
+    let r = &c.routes[0];
+    assert_eq!(
+        (
+            r.path_prefix.as_str(),
+            r.auth,
+            r.anti_csrf,
+            r.session_control
+        ),
+        ("/", AuthMode::Required, AntiCsrfMode::NonGet, false)
+    );
+}
+
+#[test]
+fn all_problems_at_once() {
+    let toml = "[tokens.access_token]\nvalidity_secs = 5\n\
+                [tokens.access_token.signing_key]\nupdate_interval_hours = 0\n";
+    let (text, _) = complete(toml);
+    let e = load_from_str(&text).unwrap_err();
+    let lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "tokens.access_token.validity_secs: out of range (got 5; allowed 10..=86400000)",
+            "tokens.access_token.signing_key.update_interval_hours: out of range (got 0; allowed 1..=720)",
+            "tokens.refresh_token.renew_path: required but not set (allowed an absolute path starting with / without //, dot segments, query, fragment or spaces)",
+        ],
+        "{e}"
+    );
+    assert_eq!(e.to_string().lines().count(), 3);
+}
+
+#[test]
+fn rules() {
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        // server
+        ("[server]\nlisten = \"0.0.0.0:80\"\nadmin_listen = \"[::1]:9\"", &[]),
+        ("[server]\nlisten = \"localhost:8080\"", &[("server.listen", "got \"localhost:8080\"")]),
+        ("[server]\nadmin_listen = \"127.0.0.1:8080\"", &[("server.admin_listen", "same address")]),
+        ("[server]\nshutdown_grace_secs = 0", &[]),
+        ("[server]\nshutdown_grace_secs = -1", &[("server.shutdown_grace_secs", "allowed 0..=3600")]),
+        ("[server]\nupstream_timeout_secs = 0", &[("server.upstream_timeout_secs", "allowed 1..=3600")]),
+        ("[server]\nheader_read_timeout_secs = 301", &[("server.header_read_timeout_secs", "1..=300")]),
+        ("[server]\nmax_connections = 0", &[("server.max_connections", "1..=1000000")]),
+        ("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\", \"fd00::/8\"]", &[]),
+        ("[server]\ntrusted_proxies = [\"10.0.0.0/33\", \"nope\"]", &[
+            ("server.trusted_proxies[0]", "prefix length"),
+            ("server.trusted_proxies[1]", "got \"nope\""),
+        ]),
+        ("[server.tls]\ncert = \"c.pem\"", &[("server.tls.key", "both")]),
+        ("[server.tls]\nkey = \"k.pem\"", &[("server.tls.cert", "both")]),
+        ("[server.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"", &[
+            ("server.tls.cert", "cannot read"),
+            ("server.tls.key", "cannot read"),
+        ]),
+        // store
+        ("[store]\nurl = \"sqlite::memory:\"", &[]),
+        ("[store]\nurl = \"mysql://u:p@db:3306/auth_session\"", &[]),
+        ("[store]\nurl = \"mysql://u:hunter2@db:3306\"", &[("store.url", "no database")]),
+        ("[store]\nurl = \"postgres://u:hunter2@db/x\"", &[("store.url", "u:***@db")]),
+        ("[store]\nurl = \"sqlite://\"", &[("store.url", "file path")]),
+        ("[store]\nconnection_limit = 10001", &[("store.connection_limit", "1..=10000")]),
+        ("[store]\nauto_migrate = false", &[]),
+        ("[store.tables]\nsigning_key = \"bad-name\"", &[("store.tables.signing_key", "[A-Za-z0-9_]{1,64}")]),
+        ("[store.tables]\nsigning_key = \"t\"\nrefresh_tokens = \"t\"", &[("store.tables.refresh_tokens", "same table")]),
+        // tokens
+        ("[tokens.access_token]\nvalidity_secs = 86400001", &[("tokens.access_token.validity_secs", "10..=86400000")]),
+        ("[tokens.access_token]\npath = \"api\"", &[("tokens.access_token.path", "start with /")]),
+        ("[tokens.access_token.signing_key]\nalgorithm = \"RS256\"", &[("tokens.access_token.signing_key.algorithm", "\"HS256\" | \"EdDSA\"")]),
+        ("[tokens.access_token.signing_key]\nalgorithm = \"EdDSA\"", &[]),
+        ("[tokens.access_token.signing_key]\nsecret_file = \"/nonexistent/key\"", &[("tokens.access_token.signing_key.secret_file", "cannot read")]),
+        ("[tokens.refresh_token]\nrenew_path = \"/r\"\nvalidity_hours = 8761", &[("tokens.refresh_token.validity_hours", "1..=8760")]),
+        ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"0 0 * * *\"", &[("tokens.refresh_token.removal_cron", "not a valid cron")]),
+        ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"0 61 * * * *\"", &[("tokens.refresh_token.removal_cron", "not a valid cron")]),
+        ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"0 30 3 * * *\"", &[]),
+        ("[tokens.refresh_token]\nrenew_path = \"r\"", &[("tokens.refresh_token.renew_path", "start with /")]),
+        ("[tokens.refresh_token]\nrenew_path = \"/r\"\nreuse_grace_secs = 301", &[("tokens.refresh_token.reuse_grace_secs", "0..=300")]),
+        // cookie
+        ("[cookie]\ndomain = \".example.com\"", &[]),
+        ("[cookie]\ndomain = \"https://example.com\"", &[("cookie.domain", "scheme")]),
+        ("[cookie]\ndomain = \"example.com:443\"", &[("cookie.domain", "port")]),
+        ("[cookie]\ndomain = \"example.com/x\"", &[("cookie.domain", "path")]),
+        ("[cookie]\nsame_site = \"none\"\nsecure = false", &[("cookie.secure", "must be true when cookie.same_site = \"none\"")]),
+        ("[cookie]\nsame_site = \"none\"", &[]),
+        ("[cookie]\nsame_site = \"Lax\"", &[("cookie.same_site", "\"strict\" | \"lax\" | \"none\"")]),
+        // session
+        ("[session]\nlogout_path = \"/auth/refresh\"", &[("session.logout_path", "renew path")]),
+        ("[session]\nlogout_path = \"//x\"", &[("session.logout_path", "//")]),
+        ("[session]\nexpired_status = 440", &[]),
+        ("[session]\nexpired_status = 403", &[("session.expired_status", "401 or 440")]),
+        ("[session]\ntheft_action = \"revoke_all_user_sessions\"", &[]),
+        ("[session]\ntheft_action = \"panic\"", &[("session.theft_action", "revoke_session")]),
+        // identity
+        ("[identity]\nuser_id_header = \"X-Uid\"", &[]),
+        ("[identity]\nuser_id_header = \"x uid\"", &[("identity.user_id_header", "header name")]),
+        ("[identity]\nuser_id_header = \"Host\"", &[("identity.user_id_header", "reserved")]),
+        ("[identity]\njwt_payload_header = \"x-user-id\"", &[("identity.jwt_payload_header", "same header")]),
+        // cors
+        ("[cors]\nallowed_origins = [\"https://app.example.com\", \"http://localhost:3000\"]", &[]),
+        ("[cors]\nallowed_origins = [\"*\", \"https://a.com/\", \"a.com\"]", &[
+            ("cors.allowed_origins[0]", "wildcard"),
+            ("cors.allowed_origins[1]", "path"),
+            ("cors.allowed_origins[2]", "scheme"),
+        ]),
+        // admin
+        ("[admin]\napi_key = \"0123456789abcdef\"", &[]),
+        ("[admin]\napi_key = \"short-secret\"", &[("admin.api_key", "at least 16")]),
+        ("[admin]\napi_key = \"0123456789abcdef\"\napi_key_file = \"k\"", &[("admin.api_key", "not both")]),
+        ("[admin]\napi_key_file = \"/nonexistent/admin.key\"", &[("admin.api_key_file", "cannot read")]),
+        // logging
+        ("[logging]\nlevel = \"sessiongate=debug,info\"\nformat = \"json\"", &[]),
+        ("[logging]\nlevel = \" \"", &[("logging.level", "empty")]),
+        ("[logging]\nlevel = \"x=notalevel\"", &[("logging.level", "tracing filter")]),
+        ("[logging]\nformat = \"xml\"", &[("logging.format", "\"pretty\" | \"json\"")]),
+        // routes
+        ("routes = []", &[("routes", "at least one")]),
+        ("[[routes]]\nupstream = \"http://a\"", &[("routes[0].name", "required")]),
+        ("[[routes]]\nname = \"a b\"\nupstream = \"http://a\"", &[("routes[0].name", "[A-Za-z0-9_.-]{1,64}")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n[[routes]]\nname = \"a\"\npath_prefix = \"/x\"\nupstream = \"http://a\"", &[("routes[1].name", "same name as routes[0]")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n[[routes]]\nname = \"b\"\nupstream = \"http://b\"", &[("routes[1].path_prefix", "same host and path_prefix")]),
+        ("[[routes]]\nname = \"a\"\npath_prefix = \"api\"\nupstream = \"http://a\"", &[("routes[0].path_prefix", "start with /")]),
+        ("[[routes]]\nname = \"a\"\nhost = \"app.example.com:8443\"\nupstream = \"https://a:8443/base\"", &[]),
+        ("[[routes]]\nname = \"a\"\nhost = \"http://app\"\nupstream = \"http://a\"", &[("routes[0].host", "scheme")]),
+        ("[[routes]]\nname = \"a\"", &[("routes[0].upstream", "required")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"ftp://a\"", &[("routes[0].upstream", "http or https")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a/?x=1\"", &[("routes[0].upstream", "query")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"/relative\"", &[("routes[0].upstream", "absolute")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nauth = \"maybe\"", &[("routes[0].auth", "\"required\" | \"optional\" | \"public\"")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nanti_csrf = \"get\"", &[("routes[0].anti_csrf", "\"non_get\"")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nlogin_redirect = \"/login?next=1\"", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nlogin_redirect = \"https://auth.example.com/login?x=1\"", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nlogin_redirect = \"//evil.example\"", &[("routes[0].login_redirect", "//")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nlogin_redirect = \"javascript:alert(1)\"", &[("routes[0].login_redirect", "neither a path")]),
+        // parse-level problems
+        ("[tokens.access_token]\nvaliditysecs = 60", &[("tokens.access_token.validitysecs", "unknown key")]),
+        ("nonsense = 1", &[("nonsense", "unknown key")]),
+        ("[tokens.access_token]\nvalidity_secs = \"60\"", &[("tokens.access_token.validity_secs", "wrong type (got string \"60\"; allowed an integer)")]),
+        ("[cookie]\nsecure = \"yes\"\nsame_site = 1", &[
+            ("cookie.same_site", "wrong type"),
+            ("cookie.secure", "wrong type"),
+        ]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nbogus = true", &[("routes[0].bogus", "unknown key")]),
+        ("[server]\ntrusted_proxies = [\"10.0.0.1\", 5]", &[("server.trusted_proxies[1]", "wrong type")]),
+        ("[server\n", &[("<toml string>", "not valid TOML")]),
+    ];
+    for (toml, expected) in cases {
+        check(toml, expected);
+    }
+}
+
+#[test]
+fn environment_overrides() {
+    let file = "[tokens.access_token]\nvalidity_secs = 900\n";
+    let c = run(
+        file,
+        &[("SESSIONGATE_TOKENS__ACCESS_TOKEN__VALIDITY_SECS", "60")],
+    )
+    .unwrap();
+    assert_eq!(c.tokens.access_token.validity_secs, 60, "env beats file");
+
+    let c = run(
+        "",
+        &[
+            ("SESSIONGATE_ADMIN__API_KEY", "1234567890123456"),
+            ("SESSIONGATE_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("SESSIONGATE_STORE__URL", "mysql://u:p@db:3306/auth_session"),
+            ("SESSIONGATE_ROUTES__0__UPSTREAM", "http://app:3000"),
+            ("SESSIONGATE_CONFIG", "ignored.toml"),
+            ("PATH", "/usr/bin"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.admin.api_key.as_deref(), Some("1234567890123456"));
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert_eq!(c.store.url.masked(), "mysql://u:***@db:3306/auth_session");
+    assert_eq!(c.routes[0].upstream.to_string(), "http://app:3000/");
+
+    check_env(
+        "",
+        &[("SESSIONGATE_TOKENS__ACCESS_TOKEN__VALIDITY", "60")],
+        &[(
+            "tokens.access_token.validity",
+            "unknown key (from environment variable SESSIONGATE_TOKENS__ACCESS_TOKEN__VALIDITY)",
+        )],
+    );
+    check_env(
+        "",
+        &[("SESSIONGATE_TOKENS__ACCESS_TOKEN__VALIDITY_SECS", "soon")],
+        &[(
+            "tokens.access_token.validity_secs",
+            "wrong type (from environment",
+        )],
+    );
+    check_env(
+        "",
+        &[("SESSIONGATE_ROUTES__5__UPSTREAM", "http://x")],
+        &[("routes[5].upstream", "1 entries")],
+    );
+    check_env(
+        "",
+        &[("SESSIONGATE_STORE__URL__HOST", "x")],
+        &[("store.url", "wrong type")],
+    );
+}
+
+#[test]
+fn config_path_resolution() {
+    assert_eq!(
+        resolve_config_path(Some("a.toml".into()), Some("b.toml".into())),
+        std::path::PathBuf::from("a.toml")
+    );
+    assert_eq!(
+        resolve_config_path(None, Some("b.toml".into())),
+        std::path::PathBuf::from("b.toml")
+    );
+    assert_eq!(
+        resolve_config_path(None, None),
+        std::path::PathBuf::from("gateway.toml")
+    );
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let e = load(Some(std::path::Path::new("/nonexistent/dir/gw.toml"))).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/dir/gw.toml: cannot read"),
+        "{e}"
+    );
+}
+
+#[test]
+fn key_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin.key");
+    std::fs::write(&admin, "  0123456789abcdefXYZ\n").unwrap();
+    let empty = dir.path().join("empty.key");
+    std::fs::write(&empty, "\n").unwrap();
+    let c = run(
+        &format!("[admin]\napi_key_file = {:?}", admin.display().to_string()),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.admin.api_key.as_deref(), Some("0123456789abcdefXYZ"));
+    check(
+        &format!("[admin]\napi_key_file = {:?}", empty.display().to_string()),
+        &[("admin.api_key_file", "empty")],
+    );
+    let c = run(
+        &format!(
+            "[tokens.access_token.signing_key]\nsecret_file = {:?}",
+            admin.display().to_string()
+        ),
+        &[],
+    )
+    .unwrap();
+    assert!(!c.tokens.access_token.signing_key.dynamic);
+    check(
+        &format!(
+            "[tokens.access_token.signing_key]\ndynamic = true\nsecret_file = {:?}",
+            admin.display().to_string()
+        ),
+        &[("tokens.access_token.signing_key.dynamic", "conflicts")],
+    );
+}
+
+#[test]
+fn masked_rendering_hides_secrets_and_round_trips() {
+    let secret = "super-secret-admin-key-123";
+    let toml = format!(
+        "[store]\nurl = \"mysql://gw:dbpass42@db:3306/auth\"\n[admin]\napi_key = \"{secret}\"\n"
+    );
+    let c = run(&toml, &[]).unwrap();
+    let text = render_masked(&c);
+    assert!(!text.contains(secret), "{text}");
+    assert!(!text.contains("dbpass42"), "{text}");
+    assert!(text.contains("api_key = \"***\""), "{text}");
+    assert!(text.contains("mysql://gw:***@db:3306/auth"), "{text}");
+
+    // Without secrets, the rendering loads back to the same configuration.
+    let c = load_from_str(include_str!("../../gateway.toml")).unwrap();
+    let again = load_from_str(&render_masked(&c)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(render_masked(&again), render_masked(&c));
+}
+
+#[test]
+fn no_panic_on_odd_input() {
+    for toml in [
+        "",
+        "routes = 5",
+        "routes = [1, 2]",
+        "server = \"x\"",
+        "[tokens]\naccess_token = []",
+        "[[routes]]\n[[routes]]",
+        "[server]\nmax_connections = 9223372036854775807",
+        "[server]\nshutdown_grace_secs = 1.5",
+        "[cors]\nallowed_origins = \"https://a.com\"",
+    ] {
+        let _ = run(toml, &[("SESSIONGATE_ROUTES", "[{name=\"x\"}]")]);
+        let _ = run(toml, &[]);
+    }
+}
