@@ -257,6 +257,67 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Option<T>>> + Send;
 }
 
+/// The JSON columns of the sessions table that can be replaced.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum JsonColumn {
+    SessionData,
+    JwtPayload,
+}
+
+impl JsonColumn {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            JsonColumn::SessionData => "session_data",
+            JsonColumn::JwtPayload => "jwt_payload",
+        }
+    }
+}
+
+/// The session columns, in the order [`RawSession`] lists them (same in both schemas).
+pub(crate) const SESSION_COLS: &str = "session_handle, user_id, generation, current_hash, \
+     previous_hash, rotated_at_ms, session_data, jwt_payload, created_at_ms, expires_at_ms";
+
+/// A session row as read by either store, before its values are checked: handle, user id,
+/// generation, current hash, previous hash, rotated at, session data, JWT payload, created at,
+/// expires at.
+pub(crate) type RawSession = (
+    String,
+    String,
+    u64,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    Millis,
+    String,
+    String,
+    Millis,
+    Millis,
+);
+
+fn token_hash(v: Vec<u8>, what: &str) -> StoreResult<TokenHash> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// Checks a raw row into a [`SessionRecord`]; bad data is `Corrupt`, never a panic.
+pub(crate) fn session_record(raw: RawSession) -> StoreResult<SessionRecord> {
+    let (handle, user_id, generation, cur, prev, rotated_at, data, payload, created, expires) = raw;
+    let json = |s: &str, what: &str| {
+        serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    };
+    Ok(SessionRecord {
+        handle,
+        user_id,
+        generation,
+        current_hash: token_hash(cur, "current_hash")?,
+        previous_hash: prev.map(|p| token_hash(p, "previous_hash")).transpose()?,
+        rotated_at,
+        session_data: json(&data, "session_data")?,
+        jwt_payload: json(&payload, "jwt_payload")?,
+        created_at: created,
+        expires_at: expires,
+    })
+}
+
 /// The store chosen by `store.url`.
 pub enum AnyStore {
     Mysql(mysql::MysqlStore),

@@ -54,47 +54,7 @@ fn err(e: mysql_async::Error) -> StoreError {
 /// kid, purpose, seq, algorithm, secret, public key, created at.
 type KeyRow = (String, String, u64, String, Vec<u8>, Vec<u8>, i64);
 
-const SESSION_COLS: &str = "session_handle, user_id, generation, current_hash, previous_hash, \
-     rotated_at_ms, session_data, jwt_payload, created_at_ms, expires_at_ms";
-
-type RawRow = (
-    String,
-    String,
-    u64,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    i64,
-    String,
-    String,
-    i64,
-    i64,
-);
-
-fn hash(v: Vec<u8>, what: &str) -> StoreResult<TokenHash> {
-    v.try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
-}
-
-fn record(raw: RawRow) -> StoreResult<SessionRecord> {
-    let (handle, user_id, generation, cur, prev, rotated_at, data, payload, created, expires) = raw;
-    let json = |s: &str, what: &str| {
-        serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-    };
-    Ok(SessionRecord {
-        handle,
-        user_id,
-        generation,
-        current_hash: hash(cur, "current_hash")?,
-        previous_hash: prev.map(|p| hash(p, "previous_hash")).transpose()?,
-        rotated_at,
-        session_data: json(&data, "session_data")?,
-        jwt_payload: json(&payload, "jwt_payload")?,
-        created_at: created,
-        expires_at: expires,
-    })
-}
-
-fn row_to_raw(row: mysql_async::Row) -> StoreResult<RawRow> {
+fn row_to_raw(row: mysql_async::Row) -> StoreResult<RawSession> {
     mysql_async::from_row_opt(row).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -288,7 +248,8 @@ impl SessionStore for MysqlStore {
             )
             .await
             .map_err(err)?;
-        row.map(|r| row_to_raw(r).and_then(record)).transpose()
+        row.map(|r| row_to_raw(r).and_then(session_record))
+            .transpose()
     }
 
     async fn refresh(&self, req: RefreshRequest) -> StoreResult<RefreshOutcome> {
@@ -324,17 +285,8 @@ impl SessionStore for MysqlStore {
         data: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        let mut c = self.conn().await?;
-        c.exec_drop(
-            format!(
-                "UPDATE `{}` SET session_data = ? WHERE session_handle = ? AND expires_at_ms > ?",
-                self.t.refresh_tokens
-            ),
-            (data.to_string(), handle, now),
-        )
-        .await
-        .map_err(err)?;
-        Ok(c.affected_rows() > 0 || self.exists(&mut c, handle, now).await?)
+        self.update_json(handle, JsonColumn::SessionData, data, now)
+            .await
     }
 
     async fn update_jwt_payload(
@@ -343,17 +295,8 @@ impl SessionStore for MysqlStore {
         payload: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        let mut c = self.conn().await?;
-        c.exec_drop(
-            format!(
-                "UPDATE `{}` SET jwt_payload = ? WHERE session_handle = ? AND expires_at_ms > ?",
-                self.t.refresh_tokens
-            ),
-            (payload.to_string(), handle, now),
-        )
-        .await
-        .map_err(err)?;
-        Ok(c.affected_rows() > 0 || self.exists(&mut c, handle, now).await?)
+        self.update_json(handle, JsonColumn::JwtPayload, payload, now)
+            .await
     }
 
     async fn purge_expired(
@@ -536,7 +479,9 @@ impl MysqlStore {
             )
             .await
             .map_err(err)?;
-        let row = row.map(|r| row_to_raw(r).and_then(record)).transpose()?;
+        let row = row
+            .map(|r| row_to_raw(r).and_then(session_record))
+            .transpose()?;
         let state = row.as_ref().map(|r| RotationState {
             generation: r.generation,
             current_hash: r.current_hash,
@@ -658,6 +603,28 @@ impl MysqlStore {
         let n = tx.affected_rows();
         tx.commit().await.map_err(err)?;
         Ok(n)
+    }
+
+    /// Replaces one JSON column of a live session; false if there is none.
+    async fn update_json(
+        &self,
+        handle: &str,
+        column: JsonColumn,
+        value: serde_json::Value,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "UPDATE `{}` SET {} = ? WHERE session_handle = ? AND expires_at_ms > ?",
+                self.t.refresh_tokens,
+                column.name()
+            ),
+            (value.to_string(), handle, now),
+        )
+        .await
+        .map_err(err)?;
+        Ok(c.affected_rows() > 0 || self.exists(&mut c, handle, now).await?)
     }
 
     /// Whether a live row exists (an UPDATE that sets the same value reports 0 affected rows).

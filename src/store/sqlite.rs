@@ -38,36 +38,16 @@ fn q(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn hash(v: Vec<u8>, what: &str) -> StoreResult<TokenHash> {
-    v.try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
-}
-
-fn json(s: &str, what: &str) -> StoreResult<serde_json::Value> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-const SESSION_COLS: &str = "session_handle, user_id, generation, current_hash, previous_hash, \
-     rotated_at_ms, session_data, jwt_payload, created_at_ms, expires_at_ms";
-
-type RawRow = (
-    String,
-    String,
-    i64,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    i64,
-    String,
-    String,
-    i64,
-    i64,
-);
-
-fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
-    Ok((
+/// Reads a session row; a negative generation is corrupt data, not a panic.
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RawSession, StoreError>> {
+    let generation: i64 = r.get(2)?;
+    let Ok(generation) = u64::try_from(generation) else {
+        return Ok(Err(StoreError::Corrupt("negative generation".into())));
+    };
+    Ok(Ok((
         r.get(0)?,
         r.get(1)?,
-        r.get(2)?,
+        generation,
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
@@ -75,24 +55,11 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         r.get(7)?,
         r.get(8)?,
         r.get(9)?,
-    ))
+    )))
 }
 
-fn record(raw: RawRow) -> StoreResult<SessionRecord> {
-    let (handle, user_id, generation, cur, prev, rotated_at, data, payload, created, expires) = raw;
-    Ok(SessionRecord {
-        handle,
-        user_id,
-        generation: u64::try_from(generation)
-            .map_err(|_| StoreError::Corrupt("negative generation".into()))?,
-        current_hash: hash(cur, "current_hash")?,
-        previous_hash: prev.map(|p| hash(p, "previous_hash")).transpose()?,
-        rotated_at,
-        session_data: json(&data, "session_data")?,
-        jwt_payload: json(&payload, "jwt_payload")?,
-        created_at: created,
-        expires_at: expires,
-    })
+fn record(raw: Result<RawSession, StoreError>) -> StoreResult<SessionRecord> {
+    session_record(raw?)
 }
 
 impl SqliteStore {
@@ -129,6 +96,31 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             t,
         })
+    }
+
+    /// Replaces one JSON column of a live session; false if there is none.
+    async fn update_json(
+        &self,
+        handle: &str,
+        column: JsonColumn,
+        value: serde_json::Value,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let handle = handle.to_string();
+        self.run(move |c, t| {
+            let n = c
+                .execute(
+                    &format!(
+                        "UPDATE {} SET {} = ?1 WHERE session_handle = ?2 AND expires_at_ms > ?3",
+                        t.refresh_tokens,
+                        column.name()
+                    ),
+                    params![value.to_string(), handle, now],
+                )
+                .map_err(q)?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     /// Runs `f` on the connection in the blocking pool.
@@ -409,20 +401,8 @@ impl SessionStore for SqliteStore {
         data: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        let handle = handle.to_string();
-        self.run(move |c, t| {
-            let n = c
-                .execute(
-                    &format!(
-                        "UPDATE {} SET session_data = ?1 WHERE session_handle = ?2 AND expires_at_ms > ?3",
-                        t.refresh_tokens
-                    ),
-                    params![data.to_string(), handle, now],
-                )
-                .map_err(q)?;
-            Ok(n > 0)
-        })
-        .await
+        self.update_json(handle, JsonColumn::SessionData, data, now)
+            .await
     }
 
     async fn update_jwt_payload(
@@ -431,20 +411,8 @@ impl SessionStore for SqliteStore {
         payload: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        let handle = handle.to_string();
-        self.run(move |c, t| {
-            let n = c
-                .execute(
-                    &format!(
-                        "UPDATE {} SET jwt_payload = ?1 WHERE session_handle = ?2 AND expires_at_ms > ?3",
-                        t.refresh_tokens
-                    ),
-                    params![payload.to_string(), handle, now],
-                )
-                .map_err(q)?;
-            Ok(n > 0)
-        })
-        .await
+        self.update_json(handle, JsonColumn::JwtPayload, payload, now)
+            .await
     }
 
     async fn purge_expired(
