@@ -407,9 +407,13 @@ fn cors_allowed(state: &AppState, origin: &str) -> bool {
         .any(|o| o.eq_ignore_ascii_case(origin))
 }
 
-/// Refuses state-changing gateway endpoints called from a foreign site: an `Origin` that is
-/// neither ours nor allowed, or `Sec-Fetch-Site: cross-site` without an allowed origin.
-fn check_origin(state: &AppState, ctx: &Ctx, h: &HeaderMap) -> Result<(), Reject> {
+/// The guard of the gateway's own state-changing endpoints (refresh, logout): POST only, and
+/// not from a foreign site — an `Origin` that is neither ours nor allowed, or
+/// `Sec-Fetch-Site: cross-site` without an allowed origin.
+fn post_from_allowed_origin(state: &AppState, ctx: &Ctx, h: &HeaderMap) -> Result<(), Reject> {
+    if ctx.method != Method::POST {
+        return Err(Reject::MethodNotAllowed("POST"));
+    }
     if let Some(origin) = ctx.origin.as_deref() {
         let own = own_origin(ctx).is_some_and(|o| o.eq_ignore_ascii_case(origin));
         if !own && !cors_allowed(state, origin) {
@@ -431,10 +435,7 @@ async fn refresh_endpoint(
     ctx: &Ctx,
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
-    if ctx.method != Method::POST {
-        return Err(Reject::MethodNotAllowed("POST"));
-    }
-    check_origin(state, ctx, h)?;
+    post_from_allowed_origin(state, ctx, h)?;
     let m = &state.metrics;
     let count = |outcome: &str| m.refresh_total.with_label_values(&[outcome]).inc();
     let expired = state.cfg.session.expired_status;
@@ -504,10 +505,7 @@ async fn logout_endpoint(
     ctx: &Ctx,
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
-    if ctx.method != Method::POST {
-        return Err(Reject::MethodNotAllowed("POST"));
-    }
-    check_origin(state, ctx, h)?;
+    post_from_allowed_origin(state, ctx, h)?;
     // The session to end: from a valid access token, else from a genuine refresh token.
     let mut handle = match cookies::cookie(h, ACCESS_COOKIE) {
         Some(t) => state.sessions.verify(&t).await.ok().map(|c| c.sid.clone()),
