@@ -201,7 +201,7 @@ async function readmeScreenshot(page, name) {
   if (!SCREENSHOT_DIR) return;
   fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
   const file = path.join(SCREENSHOT_DIR, name);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, clip: { x: 60, y: 16, width: 720, height: 410 } });
   log(`saved ${file}`);
 }
 
