@@ -5,6 +5,10 @@
 //! listens on its own loopback port, creates sessions with the `sessiongate-create` response
 //! header, reads the identity headers the gateway injects, and asks the admin API for the
 //! session's expiry. Nothing in the gateway knows it is a demo.
+//!
+//! With `--sdk-bundle PATH` (a browser bundle of the `supertokens-website` 4.x SDK exposing
+//! `window.supertokens`) the app also serves `/sdk`, a page that drives the unmodified SDK's
+//! fetch interceptor against the gateway; the browser end-to-end tests use it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +33,8 @@ const DEMO_ADMIN_KEY: &str = "demo-admin-key-not-for-production";
 #[derive(Clone)]
 struct DemoApp {
     admin: SocketAddr,
+    /// The SDK bundle `/sdk/supertokens.js` serves, if configured.
+    sdk_bundle: Option<PathBuf>,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
@@ -111,6 +117,8 @@ impl DemoApp {
 <input type=\"hidden\" name=\"next\" value=\"/app\"><p><button id=\"login\">Log in</button></p></form>"),
             )),
             (Method::POST, "/login") => {
+                let wants_json = header_str(&req, "accept")
+                    .is_some_and(|a| a.contains("application/json"));
                 let body = Limited::new(req.into_body(), 16 * 1024)
                     .collect()
                     .await
@@ -130,9 +138,20 @@ impl DemoApp {
                     "jwt_payload": {"name": user.trim(), "role": "demo-user"},
                     "session_data": {"logged_in_at": now},
                 });
-                let mut r = Response::new(body::empty());
-                *r.status_mut() = StatusCode::SEE_OTHER;
-                r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/app"));
+                // A script (the SDK page) asks for JSON: it must see the creation response
+                // itself, with its `id-refresh-token` and `anti-csrf` headers, which a
+                // followed redirect would hide from it.
+                let mut r = if wants_json {
+                    crate::error::json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"user_id": user.trim()}),
+                    )
+                } else {
+                    let mut r = Response::new(body::empty());
+                    *r.status_mut() = StatusCode::SEE_OTHER;
+                    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/app"));
+                    r
+                };
                 if let Ok(v) = HeaderValue::from_str(&create.to_string()) {
                     r.headers_mut().insert("sessiongate-create", v);
                 }
@@ -182,17 +201,89 @@ async function logout(){{await fetch('/auth/logout',{{method:'POST'}});location.
                 });
                 crate::error::json_response(StatusCode::OK, &v)
             }
+            (Method::GET, "/sdk") => self.sdk_page(),
+            (Method::GET, "/sdk/supertokens.js") => self.sdk_bundle().await,
             _ => html(StatusCode::NOT_FOUND, page("Not found", "<p>No such page.</p>")),
+        }
+    }
+
+    /// The SDK test page: loads the bundle, initialises the SDK's fetch interceptor with the
+    /// gateway's refresh path (session-expired status left at the SDK's default) and offers
+    /// small helpers (`sdkLogin`, `sdkCall`, `sdkLogout`) that a test or a person can call.
+    fn sdk_page(&self) -> Response<Body> {
+        if self.sdk_bundle.is_none() {
+            return html(StatusCode::NOT_FOUND, page(
+                "Frontend SDK page",
+                "<p class=\"bad\" id=\"sdk-status\">The SDK bundle is not configured: start the demo with <code>--sdk-bundle PATH</code>.</p>",
+            ));
+        }
+        html(StatusCode::OK, page(
+            "Frontend SDK page",
+            "<p>This page uses the unmodified <code>supertokens-website</code> 4.2.0 fetch interceptor.</p>\
+<p>SDK: <span id=\"sdk-status\">loading…</span> · session exists: <span id=\"sdk-session\">?</span></p>\
+<p><button id=\"sdk-login\" onclick=\"sdkLogin('alice').then(show)\">Log in through the SDK</button> \
+<button id=\"sdk-call\" onclick=\"sdkCall('/api/me').then(show)\">GET /api/me</button> \
+<button id=\"sdk-logout\" onclick=\"sdkLogout().then(show)\">Log out</button></p>\
+<pre id=\"sdk-result\"></pre>\
+<script src=\"/sdk/supertokens.js\"></script>\
+<script>\
+async function asResult(r){const t=await r.text();let b=t;try{b=JSON.parse(t);}catch(e){}\
+return {status:r.status,body:b,session:supertokens.doesSessionExist()};}\
+async function sdkCall(url,init){try{return await asResult(await fetch(url,init));}\
+catch(e){return {status:-1,error:String(e&&e.message||e),session:supertokens.doesSessionExist()};}}\
+function sdkLogin(user){return sdkCall('/login',{method:'POST',headers:{'accept':'application/json',\
+'content-type':'application/x-www-form-urlencoded'},body:'username='+encodeURIComponent(user)+'&password=demo'});}\
+function sdkLogout(){return sdkCall('/auth/logout',{method:'POST'});}\
+function show(r){document.getElementById('sdk-result').textContent=JSON.stringify(r,null,1);\
+document.getElementById('sdk-session').textContent=String(supertokens.doesSessionExist());return r;}\
+if(window.supertokens){supertokens.init({refreshTokenUrl:'/auth/refresh'});\
+document.getElementById('sdk-status').textContent='ready';\
+document.getElementById('sdk-session').textContent=String(supertokens.doesSessionExist());}\
+else{document.getElementById('sdk-status').textContent='bundle failed to load';}\
+</script>",
+        ))
+    }
+
+    /// The configured SDK bundle, read from disk on each request (tests rebuild it).
+    async fn sdk_bundle(&self) -> Response<Body> {
+        let Some(path) = &self.sdk_bundle else {
+            return html(
+                StatusCode::NOT_FOUND,
+                page("Not found", "<p>The SDK bundle is not configured.</p>"),
+            );
+        };
+        match tokio::fs::read(path).await {
+            Ok(bytes) => {
+                let mut r = Response::new(body::full(bytes));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/javascript; charset=utf-8"),
+                );
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Err(e) => html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page(
+                    "SDK bundle unavailable",
+                    &format!("<p class=\"bad\">{}</p>", escape(&e.to_string())),
+                ),
+            ),
         }
     }
 }
 
 /// Starts the demo app on a loopback port; returns its address.
-async fn start_demo_app(admin: SocketAddr) -> anyhow::Result<SocketAddr> {
+async fn start_demo_app(
+    admin: SocketAddr,
+    sdk_bundle: Option<PathBuf>,
+) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = DemoApp {
         admin,
+        sdk_bundle,
         client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
     };
     tokio::spawn(async move {
@@ -264,6 +355,12 @@ upstream = "http://{upstream}"
 login_redirect = "/login"
 
 [[routes]]
+name = "sdk"
+path_prefix = "/sdk"
+upstream = "http://{upstream}"
+auth = "public"
+
+[[routes]]
 name = "api"
 path_prefix = "/api"
 upstream = "http://{upstream}"
@@ -290,6 +387,10 @@ pub struct DemoArgs {
     /// Directory for the demo's SQLite file.
     #[arg(long, default_value = "demo")]
     pub dir: PathBuf,
+    /// A browser bundle of the `supertokens-website` 4.x SDK (exposing `window.supertokens`)
+    /// to serve at `/sdk/supertokens.js` for the `/sdk` test page.
+    #[arg(long, env = "SESSIONGATE_SDK_BUNDLE")]
+    pub sdk_bundle: Option<PathBuf>,
 }
 
 /// Runs the demo until SIGINT/SIGTERM.
@@ -299,7 +400,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let admin = TcpListener::bind(&args.admin_listen).await?;
     let public = TcpListener::bind(&args.listen).await?;
     let admin_addr = admin.local_addr()?;
-    let upstream = start_demo_app(admin_addr).await?;
+    let upstream = start_demo_app(admin_addr, args.sdk_bundle.clone()).await?;
     let toml = demo_config(&args.dir, &args.listen, &args.admin_listen, upstream);
     let cfg =
         crate::config::load_from_str(&toml).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
