@@ -157,3 +157,38 @@ async fn slow_headers_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_queues_extra_connections() {
+    let db = common::TestSqlite::new();
+    let up = TestUpstream::start().await;
+    let gw = start_gateway(
+        test_config(&db.url(), &up.url(), "server.max_connections = 1"),
+        Clock::system(),
+    )
+    .await;
+    let request = b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The first connection takes the only slot and stays open (keep-alive).
+    let mut first = TcpStream::connect(gw.public_addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = [0u8; 12];
+    first.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    // A second connection is accepted by the kernel but not served while the first is open.
+    let mut second = TcpStream::connect(gw.public_addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waited =
+        tokio::time::timeout(Duration::from_millis(500), second.read_exact(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "second connection served while the limit was reached"
+    );
+    // Closing the first frees the slot: the second is served.
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), second.read_exact(&mut buf))
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    gw.stop().await;
+}
