@@ -15,7 +15,8 @@ pub const REFRESH: &str = "sRefreshToken";
 pub const ID_REFRESH: &str = "sIdRefreshToken";
 
 /// The first cookie called `name` across all `Cookie` headers, percent-decoded.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// Borrows from the header when the value has no percent-escapes (the usual case).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     for v in headers.get_all(header::COOKIE) {
         for pair in v.as_bytes().split(|b| *b == b';') {
             let pair = pair.trim_ascii();
@@ -29,11 +30,7 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
             if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
                 value = &value[1..value.len() - 1];
             }
-            return Some(
-                percent_encoding::percent_decode(value)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            );
+            return Some(percent_encoding::percent_decode(value).decode_utf8_lossy());
         }
     }
     None
