@@ -214,16 +214,12 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
         }
         (Method::DELETE, ["sessions", handle]) => {
             let handle = handle.to_string();
-            if !sessions.revoke(&handle).await.map_err(session_err)? {
+            if !state
+                .revoke_session(&handle, "admin")
+                .await
+                .map_err(session_err)?
+            {
                 return Err(Reject::NotFound(format!("no live session {handle}")));
-            }
-            state
-                .metrics
-                .sessions_revoked_total
-                .with_label_values(&["admin"])
-                .inc();
-            if let Some(bl) = &state.blacklist {
-                bl.insert(&handle, now);
             }
             ok(serde_json::json!({ "revoked": true }))
         }
@@ -262,18 +258,10 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
         }
         (Method::DELETE, ["users", user, "sessions"]) => {
             let user = user.to_string();
-            let handles = store.user_sessions(&user, now).await.map_err(store_err)?;
-            let n = sessions.revoke_user(&user).await.map_err(session_err)?;
-            state
-                .metrics
-                .sessions_revoked_total
-                .with_label_values(&["admin"])
-                .inc_by(n);
-            if let Some(bl) = &state.blacklist {
-                for h in &handles {
-                    bl.insert(h, now);
-                }
-            }
+            let n = state
+                .revoke_user(&user, "admin")
+                .await
+                .map_err(session_err)?;
             ok(serde_json::json!({ "revoked": n }))
         }
         (Method::POST, ["keys", "rotate"]) => {

@@ -482,9 +482,7 @@ async fn refresh_endpoint(
             m.sessions_revoked_total
                 .with_label_values(&["theft"])
                 .inc_by(revoked);
-            if let Some(bl) = &state.blacklist {
-                bl.insert(&handle, state.clock.now_ms());
-            }
+            state.blacklist_now([handle.as_str()]);
             tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
             let mut resp = Reject::TokenTheft.response(expired);
             clear_session(state, resp.headers_mut());
@@ -520,21 +518,10 @@ async fn logout_endpoint(
         }
     }
     if let Some(handle) = handle {
-        let revoked = state
-            .sessions
-            .revoke(&handle)
+        state
+            .revoke_session(&handle, "logout")
             .await
             .map_err(store_failure)?;
-        if revoked {
-            state
-                .metrics
-                .sessions_revoked_total
-                .with_label_values(&["logout"])
-                .inc();
-        }
-        if let Some(bl) = &state.blacklist {
-            bl.insert(&handle, state.clock.now_ms());
-        }
     }
     let mut resp = json_response(StatusCode::OK, &serde_json::json!({}));
     clear_session(state, resp.headers_mut());
@@ -612,35 +599,18 @@ async fn apply_session_control(
 
     if let Some(scope) = revoke {
         if let Some(c) = session {
-            let now = state.clock.now_ms();
             match scope {
                 RevokeScope::Session => {
-                    if state.sessions.revoke(&c.sid).await.map_err(store_failure)? {
-                        state
-                            .metrics
-                            .sessions_revoked_total
-                            .with_label_values(&["upstream"])
-                            .inc();
-                    }
-                    if let Some(bl) = &state.blacklist {
-                        bl.insert(&c.sid, now);
-                    }
-                }
-                RevokeScope::User => {
-                    let n = state
-                        .sessions
-                        .revoke_user(&c.sub)
+                    state
+                        .revoke_session(&c.sid, "upstream")
                         .await
                         .map_err(store_failure)?;
+                }
+                RevokeScope::User => {
                     state
-                        .metrics
-                        .sessions_revoked_total
-                        .with_label_values(&["upstream"])
-                        .inc_by(n);
-                    if let Some(bl) = &state.blacklist {
-                        // Other sessions of the user reach this instance through the feed.
-                        bl.insert(&c.sid, now);
-                    }
+                        .revoke_user(&c.sub, "upstream")
+                        .await
+                        .map_err(store_failure)?;
                 }
             }
         }

@@ -12,9 +12,10 @@ use crate::http::cookies::CookieSettings;
 use crate::metrics::Metrics;
 use crate::proxy::forward::Upstream;
 use crate::proxy::route::Router;
-use crate::sessions::Sessions;
+use crate::sessions::{SessionError, Sessions};
 use crate::store::metered::Metered;
 use crate::store::AnyStore;
+use crate::store::SessionStore;
 
 /// The store as the running gateway sees it: the configured one, metered.
 pub type Store = Metered<AnyStore>;
@@ -76,5 +77,50 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::Acquire)
+    }
+
+    /// Refuses these sessions on this instance at once (other instances learn of them from
+    /// the store's revocation feed). No-op without blacklisting.
+    pub fn blacklist_now<'a>(&self, handles: impl IntoIterator<Item = &'a str>) {
+        if let Some(bl) = &self.blacklist {
+            let now = self.clock.now_ms();
+            for h in handles {
+                bl.insert(h, now);
+            }
+        }
+    }
+
+    /// Revokes one session: in the store, in `sessions_revoked_total{reason}`, and in this
+    /// instance's blacklist. The one path for logout, upstream control and the admin API.
+    pub async fn revoke_session(&self, handle: &str, reason: &str) -> Result<bool, SessionError> {
+        let revoked = self.sessions.revoke(handle).await?;
+        if revoked {
+            self.metrics
+                .sessions_revoked_total
+                .with_label_values(&[reason])
+                .inc();
+        }
+        self.blacklist_now([handle]);
+        Ok(revoked)
+    }
+
+    /// Revokes all of a user's sessions (one statement in the store); returns how many.
+    pub async fn revoke_user(&self, user_id: &str, reason: &str) -> Result<u64, SessionError> {
+        let handles = match &self.blacklist {
+            Some(_) => {
+                self.sessions
+                    .store()
+                    .user_sessions(user_id, self.clock.now_ms())
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let n = self.sessions.revoke_user(user_id).await?;
+        self.metrics
+            .sessions_revoked_total
+            .with_label_values(&[reason])
+            .inc_by(n);
+        self.blacklist_now(handles.iter().map(String::as_str));
+        Ok(n)
     }
 }
