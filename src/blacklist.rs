@@ -39,8 +39,8 @@ pub struct Blacklist {
 }
 
 impl Blacklist {
-    /// Starts at the feed's current head: revocations older than this instance are covered by
-    /// the session rows being gone (the next refresh fails), and by access-token expiry.
+    /// Loads the revocations still within `retain_ms` (older ones can refuse no live token),
+    /// so a restarted instance does not forget recent revocations, then follows the feed.
     pub async fn start<S: SessionStore>(
         store: &S,
         retain_ms: Millis,
@@ -51,8 +51,6 @@ impl Blacklist {
             position: Mutex::new(FeedPosition::default()),
             retain_ms,
         };
-        // Load the recent past too, so a restart does not forget revocations whose tokens may
-        // still be alive.
         bl.catch_up(store, now).await?;
         Ok(bl)
     }

@@ -67,7 +67,7 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
     let status = resp.status().as_u16();
     let m = &state.metrics;
     m.requests_total
-        .with_label_values(&[label, &status.to_string()])
+        .with_label_values(&[label, resp.status().as_str()])
         .inc();
     m.request_duration_seconds
         .with_label_values(&[label])

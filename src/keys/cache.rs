@@ -158,20 +158,26 @@ impl<S: SessionStore> KeyCache<S> {
         let now = self.clock.now_ms();
         let ring = self.ring();
         let mut created = None;
+        let mut changed = false;
         if self.policy.dynamic
             && ring.rotation_due(now, self.policy.interval_ms, self.policy.algorithm)
         {
             let key = ring.next_access_key(self.policy.algorithm, now);
             let kid = key.kid.clone();
+            // Won or lost, the table has a new key now (another instance may have won).
+            changed = true;
             if self.store.insert_key(key).await? {
                 created = Some(kid);
             }
         }
         // Keep a margin of one minute past the longest token lifetime for clock skew.
         if let Some(before) = ring.prunable_before(now, self.policy.max_validity_ms + 60_000) {
-            self.store.delete_access_keys_before(before).await?;
+            changed |= self.store.delete_access_keys_before(before).await? > 0;
         }
-        self.reload().await?;
+        // The ring read at the top is still current unless the table changed since.
+        if changed {
+            self.reload().await?;
+        }
         Ok(created)
     }
 
