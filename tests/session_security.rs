@@ -179,29 +179,43 @@ fn assert_cleared(r: &Resp) {
 // ---- Item 3: logout after access-token expiry ----
 
 /// The SDK's sequence: login → access token expires → POST logout with the cookies the
-/// browser sends to that path (no `sRefreshToken`) → the old refresh token is refused.
+/// browser sends to that path (never `sRefreshToken`) → the old refresh token is refused.
+/// Twice: a browser that still sends the expired `sAccessToken` (its clock is behind the
+/// gateway's) gets 200 at once; one that dropped it at its `Expires` gets `try_refresh_token`,
+/// refreshes and retries, as the SDK does.
 async fn logout_after_expiry(store_url: &str) {
     let s = setup(store_url).await;
-    let mut b = Browser::new(s.gw.public_addr);
-    let handle = login(&mut b, "alice").await;
-    let before_logout = b.clone();
-    s.clock.advance(Duration::from_secs(61));
-    assert_eq!(b.get("/api/me").await.json()["error"], "try_refresh_token");
+    for dropped in [false, true] {
+        let mut b = Browser::new(s.gw.public_addr);
+        let handle = login(&mut b, "alice").await;
+        let before_logout = b.clone();
+        s.clock.advance(Duration::from_secs(61));
+        assert_eq!(b.get("/api/me").await.json()["error"], "try_refresh_token");
+        if dropped {
+            b.jar.remove("sAccessToken");
+            let r = b.post("/auth/logout").await;
+            assert_eq!(r.status, 401, "{}", r.text());
+            assert_eq!(r.json(), serde_json::json!({"error": "try_refresh_token"}));
+            assert!(r.set_cookies().is_empty(), "cookies stay for the refresh");
+            assert_eq!(b.refresh().await.status, 200);
+        }
+        let after_refresh = b.clone();
 
-    let r = b.post("/auth/logout").await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_cleared(&r);
-    assert!(
-        !session_exists(&s.gw, &handle).await,
-        "the session row is gone"
-    );
+        let r = b.post("/auth/logout").await;
+        assert_eq!(r.status, 200, "dropped={dropped}: {}", r.text());
+        assert_cleared(&r);
+        assert!(
+            !session_exists(&s.gw, &handle).await,
+            "dropped={dropped}: the session row is gone"
+        );
+        for old in [before_logout, after_refresh] {
+            let r = old.clone().refresh().await;
+            assert_eq!(r.status, 401, "dropped={dropped}: {}", r.text());
+            assert_eq!(r.json(), serde_json::json!({"error": "unauthorised"}));
+        }
+    }
     let revoked = &s.gw.state.metrics.sessions_revoked_total;
-    assert_eq!(revoked.with_label_values(&["logout"]).get(), 1);
-
-    let mut old = before_logout;
-    let r = old.refresh().await;
-    assert_eq!(r.status, 401, "{}", r.text());
-    assert_eq!(r.json(), serde_json::json!({"error": "unauthorised"}));
+    assert_eq!(revoked.with_label_values(&["logout"]).get(), 2);
     s.gw.stop().await;
 }
 
