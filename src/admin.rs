@@ -238,15 +238,10 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
         (Method::PUT, ["sessions", handle, "jwt-payload"]) => {
             let handle = handle.to_string();
             let payload: serde_json::Value = json_body(req).await?;
-            if !payload.is_object() {
-                return Err(Reject::BadRequest(
-                    "the JWT payload must be a JSON object".into(),
-                ));
-            }
-            if !store
-                .update_jwt_payload(&handle, payload, now)
+            if !sessions
+                .set_jwt_payload(&handle, payload)
                 .await
-                .map_err(store_err)?
+                .map_err(session_err)?
             {
                 return Err(Reject::NotFound(format!("no live session {handle}")));
             }

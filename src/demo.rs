@@ -185,7 +185,9 @@ if(r.status===401){{const rr=await fetch('/auth/refresh',{{method:'POST'}});\
 if(rr.status===200){{const t=rr.headers.get('anti-csrf');if(t)localStorage.setItem('anti-csrf',t);r=await fetch('/api/me');}}}}\
 if(r.ok){{const j=await r.json();out.textContent='API says: user '+j.user_id+' at '+j.time;out.className='ok';}}\
 else{{out.textContent='API refused: '+r.status;out.className='bad';}}}}\
-async function logout(){{await fetch('/auth/logout',{{method:'POST'}});location.href='/';}}\
+async function logout(){{const r=await fetch('/auth/logout',{{method:'POST'}});\
+if(r.status===401){{const rr=await fetch('/auth/refresh',{{method:'POST'}});\
+if(rr.status===200)await fetch('/auth/logout',{{method:'POST'}});}}location.href='/';}}\
 </script>",
                         u = escape(&user), e = escape(&expiry),
                         now = httpdate::fmt_http_date(std::time::SystemTime::now())),

@@ -180,12 +180,16 @@ async fn dispatch(
         .ok_or(Reject::NoRoute)?;
     outcome.route_name = Some(route.name.clone());
 
+    // A session-control route reads the session the way an optional route does, so that
+    // `sessiongate-revoke` and `sessiongate-update-payload` act on it even when it is public.
     let session = match route.auth {
-        AuthMode::Public => None,
-        AuthMode::Optional => match authenticate(state, &ctx, route, req.headers()).await {
-            Auth::Valid(c) => Some(c),
-            _ => None,
-        },
+        AuthMode::Public if !route.session_control => None,
+        AuthMode::Public | AuthMode::Optional => {
+            match authenticate(state, &ctx, route, req.headers()).await {
+                Auth::Valid(c) => Some(c),
+                _ => None,
+            }
+        }
         AuthMode::Required => match authenticate(state, &ctx, route, req.headers()).await {
             Auth::Valid(c) => Some(c),
             Auth::TryRefresh => {
@@ -209,10 +213,13 @@ async fn dispatch(
         },
     };
     outcome.user_id = session.as_ref().map(|c| c.sub.clone());
+    let presented = route
+        .session_control
+        .then(|| Presented::from(req.headers()));
 
     let mut resp = forward_to(state, &ctx, route, req, session.as_deref()).await?;
-    if route.session_control {
-        apply_session_control(state, &ctx, session.as_deref(), &mut resp).await?;
+    if let Some(presented) = presented {
+        apply_session_control(state, session.as_deref(), &presented, &mut resp).await?;
     } else {
         headers::take_session_control(resp.headers_mut());
     }
@@ -498,17 +505,47 @@ async fn refresh_endpoint(
     }
 }
 
+/// The session cookies a request carried, kept for acting on the session after the request
+/// itself has been forwarded.
+struct Presented {
+    access_token: Option<String>,
+    /// `sIdRefreshToken` was sent: the browser believes it has a session.
+    browser_session: bool,
+}
+
+impl Presented {
+    fn from(h: &HeaderMap) -> Self {
+        Self {
+            access_token: cookies::cookie(h, ACCESS_COOKIE).map(|t| t.into_owned()),
+            browser_session: cookies::cookie(h, ID_REFRESH_COOKIE).is_some(),
+        }
+    }
+}
+
+/// The session (handle, user id) that a genuine access token names, expired or not. The
+/// signature, key and algorithm rules still hold, so a forged or tampered token names none.
+/// Only for ending a session (logout, `sessiongate-revoke`), never for authorising.
+async fn session_to_end(state: &AppState, access_token: Option<&str>) -> Option<(String, String)> {
+    let claims = state
+        .sessions
+        .verify_ignoring_expiry(access_token?)
+        .await
+        .ok()?;
+    Some((claims.sid, claims.sub))
+}
+
 async fn logout_endpoint(
     state: &AppState,
     ctx: &Ctx,
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
-    // The session to end: from a valid access token, else from a genuine refresh token.
-    let mut handle = match cookies::cookie(h, ACCESS_COOKIE) {
-        Some(t) => state.sessions.verify(&t).await.ok().map(|c| c.sid.clone()),
-        None => None,
-    };
+    // The session to end: from a genuine access token (an expired one too: the browser does
+    // not send `sRefreshToken` here), else from a genuine refresh token.
+    let access = cookies::cookie(h, ACCESS_COOKIE);
+    let mut handle = session_to_end(state, access.as_deref())
+        .await
+        .map(|(handle, _)| handle);
     if handle.is_none() {
         if let Some(rt) = cookies::cookie(h, REFRESH_COOKIE) {
             let ring = state.sessions.keys().ring();
@@ -517,11 +554,20 @@ async fn logout_endpoint(
                 .map(|t| t.handle.to_text());
         }
     }
-    if let Some(handle) = handle {
-        state
-            .revoke_session(&handle, "logout")
-            .await
-            .map_err(store_failure)?;
+    match handle {
+        Some(handle) => {
+            state
+                .revoke_session(&handle, "logout")
+                .await
+                .map_err(store_failure)?;
+        }
+        // The browser has a session but nothing here names it (no access token, a forged
+        // one, or its key is gone): have the SDK refresh and retry, rather than answer 200
+        // and leave the refresh token alive. Cookies stay for the refresh.
+        None if cookies::cookie(h, ID_REFRESH_COOKIE).is_some() => {
+            return Err(Reject::TryRefreshToken);
+        }
+        None => {}
     }
     let mut resp = json_response(StatusCode::OK, &serde_json::json!({}));
     clear_session(state, resp.headers_mut());
@@ -549,11 +595,12 @@ enum RevokeScope {
 
 /// Reads `sessiongate-*` headers from an upstream response (always removing them) and acts
 /// on them. Everything is parsed before anything is done, so a malformed header creates
-/// nothing.
+/// nothing. `session` is the request's valid session (as on an optional route); revoke also
+/// ends the session of a genuine but expired access token in `presented`.
 async fn apply_session_control(
     state: &AppState,
-    _ctx: &Ctx,
     session: Option<&AccessClaims>,
+    presented: &Presented,
     resp: &mut Response<Body>,
 ) -> Result<(), Reject> {
     let control = headers::take_session_control(resp.headers_mut());
@@ -598,20 +645,32 @@ async fn apply_session_control(
     }
 
     if let Some(scope) = revoke {
-        if let Some(c) = session {
-            match scope {
-                RevokeScope::Session => {
-                    state
-                        .revoke_session(&c.sid, "upstream")
-                        .await
-                        .map_err(store_failure)?;
-                }
-                RevokeScope::User => {
-                    state
-                        .revoke_user(&c.sub, "upstream")
-                        .await
-                        .map_err(store_failure)?;
-                }
+        let target = match session {
+            Some(c) => Some((c.sid.clone(), c.sub.clone())),
+            None => session_to_end(state, presented.access_token.as_deref()).await,
+        };
+        let Some((handle, user_id)) = target else {
+            // As at the logout path: a browser with a session that nothing here names is
+            // asked to refresh and retry; a request with no session at all is the
+            // upstream's mistake.
+            return Err(if presented.browser_session {
+                Reject::TryRefreshToken
+            } else {
+                bad("sessiongate-revoke on a request without a session")
+            });
+        };
+        match scope {
+            RevokeScope::Session => {
+                state
+                    .revoke_session(&handle, "upstream")
+                    .await
+                    .map_err(store_failure)?;
+            }
+            RevokeScope::User => {
+                state
+                    .revoke_user(&user_id, "upstream")
+                    .await
+                    .map_err(store_failure)?;
             }
         }
         clear_session(state, resp.headers_mut());

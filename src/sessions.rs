@@ -3,6 +3,10 @@
 //!
 //! Glues the pure core (`session/`) to the store and the key cache. Reads the clock here and
 //! passes `now` down. Knows nothing about HTTP: callers turn outcomes into responses.
+//!
+//! Input rules live here so every caller gets them, as [`SessionError::InvalidInput`]: user ids
+//! are 1..=255 bytes with no control characters and no edge whitespace; a JWT payload is a
+//! JSON object whose `sAccessToken` cookie fits [`MAX_ACCESS_COOKIE_BYTES`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -101,6 +105,11 @@ impl From<KeyError> for SessionError {
 /// Longest user id the stores accept (VARCHAR(255)).
 pub const MAX_USER_ID_BYTES: usize = 255;
 
+/// Largest `sAccessToken=<jwt>` (name, `=` and value) a session may need. Browsers drop a
+/// bigger cookie, and the session then loops on refresh; RFC 6265 §6.1 asks them to keep at
+/// least 4096 bytes.
+pub const MAX_ACCESS_COOKIE_BYTES: usize = 4096;
+
 /// Most verified tokens remembered; the cache is emptied when it is full.
 const VERIFIED_CACHE_MAX: usize = 10_000;
 
@@ -146,6 +155,29 @@ impl<S> Clone for Sessions<S> {
     }
 }
 
+fn check_payload_object(payload: &serde_json::Value) -> Result<(), SessionError> {
+    if payload.is_object() {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidInput(
+            "jwt_payload must be a JSON object".into(),
+        ))
+    }
+}
+
+/// Refuses an access token whose `sAccessToken` cookie would exceed
+/// [`MAX_ACCESS_COOKIE_BYTES`].
+fn check_access_cookie(token: &str) -> Result<(), SessionError> {
+    let size = crate::http::cookies::ACCESS.len() + 1 + token.len();
+    if size > MAX_ACCESS_COOKIE_BYTES {
+        return Err(SessionError::InvalidInput(format!(
+            "jwt_payload too large: the access-token cookie would be {size} bytes, over the \
+             {MAX_ACCESS_COOKIE_BYTES}-byte limit browsers keep"
+        )));
+    }
+    Ok(())
+}
+
 fn check_user_id(user_id: &str) -> Result<(), SessionError> {
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
         return Err(SessionError::InvalidInput(format!(
@@ -155,6 +187,13 @@ fn check_user_id(user_id: &str) -> Result<(), SessionError> {
     if user_id.chars().any(char::is_control) {
         return Err(SessionError::InvalidInput(
             "user_id must not contain control characters".into(),
+        ));
+    }
+    // HTTP strips a header value's edge whitespace, so " alice" would reach upstreams as
+    // `x-user-id: alice` — another user's identity.
+    if user_id.starts_with(char::is_whitespace) || user_id.ends_with(char::is_whitespace) {
+        return Err(SessionError::InvalidInput(
+            "user_id must not start or end with whitespace".into(),
         ));
     }
     Ok(())
@@ -200,11 +239,7 @@ impl<S: SessionStore> Sessions<S> {
         session_data: serde_json::Value,
     ) -> Result<IssuedSession, SessionError> {
         check_user_id(user_id)?;
-        if !jwt_payload.is_object() {
-            return Err(SessionError::InvalidInput(
-                "jwt_payload must be a JSON object".into(),
-            ));
-        }
+        check_payload_object(&jwt_payload)?;
         let now = self.clock.now_ms();
         let ring = self.keys.ring();
         let mut handle = [0u8; 16];
@@ -225,6 +260,9 @@ impl<S: SessionStore> Sessions<S> {
             created_at: now,
             expires_at: now + self.settings.refresh_validity_ms,
         };
+        // Minted before anything is stored, so a payload too big for the cookie creates nothing.
+        let issued = self.issue(&record, &token)?;
+        check_access_cookie(&issued.access_token)?;
         self.store
             .create_session(NewSession {
                 handle: record.handle.clone(),
@@ -236,7 +274,7 @@ impl<S: SessionStore> Sessions<S> {
                 expires_at: record.expires_at,
             })
             .await?;
-        self.issue(&record, &token)
+        Ok(issued)
     }
 
     /// Mints the tokens that go with `token` for the session in `record`. Deterministic in
@@ -340,25 +378,15 @@ impl<S: SessionStore> Sessions<S> {
     }
 
     /// Re-issues the access token of a verified session with a new payload, keeping its
-    /// anti-CSRF token. The new payload is stored first.
+    /// anti-CSRF token. The token is minted (and its cookie size checked) before the new
+    /// payload is stored; nothing is stored if it does not fit.
     pub async fn update_payload(
         &self,
         claims: &AccessClaims,
         payload: serde_json::Value,
     ) -> Result<Option<(String, Millis)>, SessionError> {
-        if !payload.is_object() {
-            return Err(SessionError::InvalidInput(
-                "jwt payload must be a JSON object".into(),
-            ));
-        }
+        check_payload_object(&payload)?;
         let now = self.clock.now_ms();
-        if !self
-            .store
-            .update_jwt_payload(&claims.sid, payload.clone(), now)
-            .await?
-        {
-            return Ok(None);
-        }
         let ring = self.keys.ring();
         let iat = now / 1000;
         let new_claims = AccessClaims {
@@ -369,7 +397,66 @@ impl<S: SessionStore> Sessions<S> {
         };
         let token = access::mint(&new_claims, ring.signing_key()?)
             .map_err(|e| SessionError::Sign(e.to_string()))?;
+        check_access_cookie(&token)?;
+        if !self
+            .store
+            .update_jwt_payload(&claims.sid, new_claims.payload.clone(), now)
+            .await?
+        {
+            return Ok(None);
+        }
         Ok(Some((token, new_claims.expires_at_ms())))
+    }
+
+    /// Replaces the JWT payload of the live session `handle`; it takes effect at the next
+    /// refresh. `Ok(false)` when there is no such live session. The payload must be an object
+    /// whose access-token cookie fits [`MAX_ACCESS_COOKIE_BYTES`], checked with a token
+    /// minted for this session's user and handle (the anti-CSRF value, which only the refresh
+    /// token yields, is stood in for by one of the same length).
+    pub async fn set_jwt_payload(
+        &self,
+        handle: &str,
+        payload: serde_json::Value,
+    ) -> Result<bool, SessionError> {
+        check_payload_object(&payload)?;
+        let now = self.clock.now_ms();
+        let Some(record) = self.store.session(handle, now).await? else {
+            return Ok(false);
+        };
+        let ring = self.keys.ring();
+        let anti_csrf = self.settings.anti_csrf.then(|| {
+            let probe = RefreshToken::root(ring.refresh_key(), SessionHandle([0; 16]), [0; 16]);
+            "x".repeat(probe.anti_csrf(ring.refresh_key()).len())
+        });
+        let iat = now / 1000;
+        let probe = AccessClaims {
+            sub: record.user_id,
+            sid: record.handle,
+            iat,
+            exp: iat + self.settings.access_validity_secs,
+            anti_csrf,
+            payload,
+        };
+        let token = access::mint(&probe, ring.signing_key()?)
+            .map_err(|e| SessionError::Sign(e.to_string()))?;
+        check_access_cookie(&token)?;
+        Ok(self
+            .store
+            .update_jwt_payload(handle, probe.payload, now)
+            .await?)
+    }
+
+    /// The claims of a genuine access token even if it has expired (see
+    /// [`access::verify_ignoring_expiry`]), reloading the ring once for an unknown `kid` like
+    /// [`Sessions::verify`]. Bypasses the verified-token cache. Only for learning which session
+    /// to end; never for authorising a request.
+    pub async fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, AccessError> {
+        match access::verify_ignoring_expiry(token, &self.keys.ring()) {
+            Err(AccessError::UnknownKey) if self.keys.reload_for_unknown_kid().await => {
+                access::verify_ignoring_expiry(token, &self.keys.ring())
+            }
+            other => other,
+        }
     }
 
     pub async fn revoke(&self, handle: &str) -> Result<bool, SessionError> {

@@ -549,3 +549,74 @@ async fn v1_session_api() {
     );
     gw.stop().await;
 }
+
+/// The admin API refuses the identity values the gateway refuses (issue 8 item 8): user ids
+/// with edge whitespace or control characters, and JWT payloads whose `sAccessToken` cookie
+/// would exceed 4096 bytes, at creation and at `PUT …/jwt-payload` (400, nothing changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_refuses_bad_identity_values() {
+    let up = TestUpstream::start().await;
+    let db = common::TestSqlite::new();
+    let clock = Clock::system();
+    let gw = start_gateway(test_config(&db.url(), &up.url(), ""), clock).await;
+    let admin = Admin::new(gw.admin_addr);
+    for user in [
+        " alice",
+        "alice ",
+        "\talice",
+        "alice\n",
+        "al\u{1}ice",
+        "a\u{7f}",
+    ] {
+        let r = admin
+            .call(
+                Method::POST,
+                "/v1/sessions",
+                Some(serde_json::json!({ "user_id": user })),
+            )
+            .await;
+        assert_error(&r, 400, "bad_request");
+        assert!(r.json()["message"].as_str().unwrap().contains("user_id"));
+    }
+    let r = admin
+        .call(Method::GET, "/v1/users/alice/sessions", None)
+        .await;
+    assert_eq!(r.json()["sessions"], serde_json::json!([]));
+
+    let big = serde_json::json!({ "pad": "x".repeat(3000) });
+    let r = admin
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(serde_json::json!({ "user_id": "alice", "jwt_payload": big })),
+        )
+        .await;
+    assert_error(&r, 400, "bad_request");
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("4096") && msg.contains("bytes"), "{msg}");
+
+    let r = admin
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(serde_json::json!({ "user_id": "alice", "jwt_payload": {"role": "member"} })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let handle = r.json()["handle"].as_str().unwrap().to_string();
+    let path = format!("/v1/sessions/{handle}/jwt-payload");
+    let r = admin.call(Method::PUT, &path, Some(big)).await;
+    assert_error(&r, 400, "bad_request");
+    assert!(r.json()["message"].as_str().unwrap().contains("4096"));
+    let r = admin
+        .call(Method::GET, &format!("/v1/sessions/{handle}"), None)
+        .await;
+    assert_eq!(
+        r.json()["jwt_payload"],
+        serde_json::json!({"role": "member"})
+    );
+    let fits = serde_json::json!({ "pad": "x".repeat(2000) });
+    let r = admin.call(Method::PUT, &path, Some(fits)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    gw.stop().await;
+}

@@ -193,7 +193,8 @@ async fn counters_after_a_scripted_flow() {
         m.series("sessiongate_refresh_total")
     );
     assert_eq!(m.get("sessiongate_token_theft_total", &[]), 1.0);
-    // 3 + 1 valid; the first request had no session; nothing else was checked.
+    // 3 + 1 valid; the first request and the login (its route has session control, so
+    // the session is read as on an optional route) had no session; nothing else was checked.
     assert_eq!(
         m.get("sessiongate_auth_decisions_total", &[("outcome", "valid")]),
         4.0
@@ -203,7 +204,7 @@ async fn counters_after_a_scripted_flow() {
             "sessiongate_auth_decisions_total",
             &[("outcome", "no_session")]
         ),
-        1.0
+        2.0
     );
     assert_eq!(m.series("sessiongate_auth_decisions_total").len(), 2);
     let req = |route: &str, code: &str| {

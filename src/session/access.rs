@@ -75,6 +75,18 @@ pub fn mint(claims: &AccessClaims, key: &SigningKey) -> Result<String, MintError
 /// The claims of a valid token. `Err(UnknownKey)` tells the caller a reload of the ring may
 /// help (another instance may have rotated).
 pub fn verify(token: &str, ring: &KeyRing, now: Millis) -> Result<AccessClaims, AccessError> {
+    let claims = verify_ignoring_expiry(token, ring)?;
+    if now >= claims.expires_at_ms() {
+        return Err(AccessError::Expired);
+    }
+    Ok(claims)
+}
+
+/// The claims of a token that is genuine — signed by a key in `ring`, with that key's
+/// algorithm, untampered — whether or not it has expired. Every rule of [`verify`] except
+/// expiry. Only for learning which session to end (logout, `sessiongate-revoke`): it must
+/// never authorise a request.
+pub fn verify_ignoring_expiry(token: &str, ring: &KeyRing) -> Result<AccessClaims, AccessError> {
     if token.len() > 16 * 1024 {
         return Err(AccessError::Malformed);
     }
@@ -97,9 +109,6 @@ pub fn verify(token: &str, ring: &KeyRing, now: Millis) -> Result<AccessClaims, 
             _ => AccessError::Malformed,
         },
     )?;
-    if now >= data.claims.expires_at_ms() {
-        return Err(AccessError::Expired);
-    }
     Ok(data.claims)
 }
 
@@ -259,6 +268,86 @@ mod tests {
             let got = verify(token, ring, now).map(|c| assert_eq!(c, claims(), "{name}"));
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    /// `verify_ignoring_expiry` keeps every rule but the clock: a genuine token long past its
+    /// expiry is accepted, anything forged, confused or from an unknown key is not.
+    #[test]
+    fn ignoring_expiry_table() {
+        let (ring, _) = ring_with(SigningAlgorithm::Hs256, &[0, 1]);
+        let (ed_ring, _) = ring_with(SigningAlgorithm::EdDsa, &[0]);
+        let (other_ring, _) = ring_with(SigningAlgorithm::Hs256, &[0, 1]);
+        let expired = AccessClaims {
+            iat: NOW / 1000 - 7200,
+            exp: NOW / 1000 - 3600,
+            ..claims()
+        };
+        let signer = ring.signing_key().unwrap();
+        let genuine = mint(&expired, signer).unwrap();
+        let old_key = mint(&expired, ring.verifying_key("k1").unwrap()).unwrap();
+        let ed_genuine = mint(&expired, ed_ring.signing_key().unwrap()).unwrap();
+        // Another session's handle spliced into a genuine expired token.
+        let victim = AccessClaims {
+            sid: "victim-handle".into(),
+            ..expired.clone()
+        };
+        let tampered = with_segment(&genuine, 1, &b64(&serde_json::to_value(&victim).unwrap()));
+        let none_header = b64(&serde_json::json!({"alg": "none", "kid": "k2", "typ": "JWT"}));
+        let alg_none = format!(
+            "{none_header}.{}.",
+            b64(&serde_json::to_value(&victim).unwrap())
+        );
+        let ed_public = ed_ring.signing_key().unwrap().public.clone();
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let confused = jsonwebtoken::encode(
+            &h,
+            &victim,
+            &jsonwebtoken::EncodingKey::from_secret(&ed_public),
+        )
+        .unwrap();
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k99".into());
+        let unknown_kid = jsonwebtoken::encode(&h, &expired, &signer.encoding).unwrap();
+        let foreign = mint(&victim, other_ring.signing_key().unwrap()).unwrap();
+
+        let cases: Vec<(&str, &KeyRing, &str, Result<(), AccessError>)> = vec![
+            ("expired but genuine", &ring, &genuine, Ok(())),
+            ("expired, older key in the ring", &ring, &old_key, Ok(())),
+            ("expired EdDSA", &ed_ring, &ed_genuine, Ok(())),
+            (
+                "tampered sid",
+                &ring,
+                &tampered,
+                Err(AccessError::BadSignature),
+            ),
+            ("alg none", &ring, &alg_none, Err(AccessError::Malformed)),
+            (
+                "HS256 with EdDSA public key",
+                &ed_ring,
+                &confused,
+                Err(AccessError::AlgorithmMismatch),
+            ),
+            (
+                "unknown kid",
+                &ring,
+                &unknown_kid,
+                Err(AccessError::UnknownKey),
+            ),
+            (
+                "other deployment's key",
+                &ring,
+                &foreign,
+                Err(AccessError::BadSignature),
+            ),
+            ("garbage", &ring, "a.b.c", Err(AccessError::Malformed)),
+        ];
+        for (name, ring, token, want) in cases {
+            let got = verify_ignoring_expiry(token, ring).map(|c| assert_eq!(c, expired, "{name}"));
+            assert_eq!(got, want, "{name}");
+        }
+        // The same genuine token is still refused by the ordinary check.
+        assert_eq!(verify(&genuine, &ring, NOW), Err(AccessError::Expired));
     }
 
     #[test]
