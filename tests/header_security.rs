@@ -594,3 +594,75 @@ async fn transfer_codings_other_than_chunked_are_refused() {
     }
     s.gw.stop().await;
 }
+
+/// One HTTP/2 request written frame by frame (hyper's client strips `Transfer-Encoding`
+/// before sending, so it cannot show this): the h2 layer resets a stream that carries
+/// `Transfer-Encoding` (RFC 9113 §8.2.2) before the gateway sees it. Returns the type of the
+/// first frame the server sends on stream 1: HEADERS (1) or RST_STREAM (3), with its payload.
+async fn raw_h2_first_frame_on_stream_1(addr: SocketAddr, extra: &[(&str, &str)]) -> (u8, Vec<u8>) {
+    fn literal(block: &mut Vec<u8>, name: &str, value: &str) {
+        // Literal header field without indexing, new name, no Huffman coding (RFC 7541 §6.2.2).
+        block.push(0x00);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
+    let path = "/public/x";
+    block.push(0x04); // :path, indexed name, literal value
+    block.push(path.len() as u8);
+    block.extend_from_slice(path.as_bytes());
+    let authority = addr.to_string();
+    block.push(0x01); // :authority, indexed name, literal value
+    block.push(authority.len() as u8);
+    block.extend_from_slice(authority.as_bytes());
+    for (k, v) in extra {
+        literal(&mut block, k, v);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    let len = block.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&[0x1, 0x5, 0, 0, 0, 1]); // HEADERS, END_STREAM | END_HEADERS, stream 1
+    out.extend_from_slice(&block);
+
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&out).await.unwrap();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            s.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            s.read_exact(&mut payload).await.unwrap();
+            if head[3] == 0x4 && head[4] & 0x1 == 0 {
+                // Acknowledge the server's SETTINGS.
+                s.write_all(&[0, 0, 0, 0x4, 0x1, 0, 0, 0, 0]).await.unwrap();
+            }
+            if stream == 1 && (head[3] == 0x1 || head[3] == 0x3) {
+                return (head[3], payload);
+            }
+        }
+    };
+    tokio::time::timeout(IO_TIMEOUT, read)
+        .await
+        .expect("a frame on stream 1 in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_transfer_encoding_is_refused_by_the_h2_layer() {
+    let s = setup("").await;
+    let addr = s.gw.public_addr;
+    // The hand-written request is answered (HEADERS) without the header...
+    let (kind, _) = raw_h2_first_frame_on_stream_1(addr, &[]).await;
+    assert_eq!(kind, 0x1, "a response HEADERS frame");
+    // ...and reset with PROTOCOL_ERROR (1) with it.
+    for te in ["chunked", "gzip, chunked"] {
+        let (kind, payload) =
+            raw_h2_first_frame_on_stream_1(addr, &[("transfer-encoding", te)]).await;
+        assert_eq!((kind, payload), (0x3, vec![0, 0, 0, 1]), "{te}");
+    }
+    s.gw.stop().await;
+}
