@@ -1,10 +1,13 @@
 //! The public listener's request handling: the browser contract of SPEC §4 and the upstream
 //! contract of §5.
 //!
-//! Order for every request: strip spoofed identity headers → normalise the path → CORS
+//! Order for every request: refuse unsupported transfer codings (501) → compute the one
+//! canonical host (400 when missing, duplicated, with userinfo, invalid, or disagreeing with
+//! the request-target authority) → strip spoofed identity headers → normalise the path → CORS
 //! preflight → the gateway's own endpoints (JWKS, refresh, logout) → route → authenticate from the
 //! access token in memory (no store query unless blacklisting needs none either) → forward
-//! with identity → apply session control from the upstream response. Every refusal is a
+//! with identity → apply session control from the upstream response. The canonical host is
+//! what routes match and what the upstream receives as `Host`. Every refusal is a
 //! [`Reject`] turned into a response by `error.rs`. The handler never returns `Err`.
 
 use std::net::SocketAddr;
@@ -90,22 +93,18 @@ struct Ctx {
     method: Method,
     path: String,
     query: Option<String>,
+    /// The canonical host ([`headers::request_host`]): routed on and sent upstream as `Host`.
+    /// `None` only for an HTTP/1.0 request without one.
     host: Option<String>,
     origin: Option<String>,
     navigation: bool,
     peer: Peer,
 }
 
-fn host_of(req: &Request<Incoming>) -> Option<String> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
+fn host_of(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
+    let authority = req.uri().authority().map(|a| a.as_str());
+    headers::request_host(req.version(), authority, req.headers())
+        .map_err(|e| Reject::BadRequest(e.to_string()))
 }
 
 fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
@@ -123,6 +122,9 @@ async fn dispatch(
     peer: Peer,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, Reject> {
+    headers::check_transfer_coding(req.headers())
+        .map_err(|e| Reject::NotImplemented(e.to_string()))?;
+    let host = host_of(&req)?;
     headers::strip_spoofed(req.headers_mut(), &state.cfg.identity)
         .map_err(|e| Reject::BadRequest(e.to_string()))?;
     let path =
@@ -130,7 +132,7 @@ async fn dispatch(
     let ctx = Ctx {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_string),
-        host: host_of(&req),
+        host,
         origin: req
             .headers()
             .get(header::ORIGIN)
@@ -302,11 +304,16 @@ async fn forward_to(
         .any(|c| c.contains(ctx.peer.addr.ip()));
     let proto = if ctx.peer.tls { "https" } else { "http" };
     headers::set_forwarded(h, ctx.peer.addr.ip(), proto, ctx.host.as_deref(), trusted);
-    if let Some(host) = ctx.host.as_deref() {
-        if !h.contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(host) {
-                h.insert(header::HOST, v);
-            }
+    if !trusted {
+        headers::strip_untrusted(h);
+    }
+    // The upstream gets the host the request was routed on, whatever the client sent.
+    match ctx.host.as_deref().map(HeaderValue::from_str) {
+        Some(Ok(v)) => {
+            h.insert(header::HOST, v);
+        }
+        _ => {
+            h.remove(header::HOST);
         }
     }
     if let Some(c) = session {

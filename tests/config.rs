@@ -203,6 +203,20 @@ fn ranges_and_rules() {
             "identity.user_id_header = \"bad header\"",
             &["identity.user_id_header"],
         ),
+        // `_` in an identity header name would disable spoof stripping upstream-side.
+        (
+            "identity.user_id_header = \"x_user_id\"",
+            &["identity.user_id_header"],
+        ),
+        (
+            "identity.session_handle_header = \"X_Session_Handle\"",
+            &["identity.session_handle_header"],
+        ),
+        (
+            "identity.jwt_payload_header = \"x-jwt_payload\"",
+            &["identity.jwt_payload_header"],
+        ),
+        ("identity.user_id_header = \"X-Remote-User\"", &[]),
         ("admin.api_key = \"short\"", &["admin.api_key"]),
         ("logging.format = \"xml\"", &["logging.format"]),
         (

@@ -200,6 +200,9 @@ fn rules() {
         ("[identity]\nuser_id_header = \"X-Uid\"", &[]),
         ("[identity]\nuser_id_header = \"x uid\"", &[("identity.user_id_header", "header name")]),
         ("[identity]\nuser_id_header = \"Host\"", &[("identity.user_id_header", "reserved")]),
+        ("[identity]\nuser_id_header = \"x_user_id\"", &[("identity.user_id_header", "got \"x_user_id\"; allowed letters, digits and `-`")]),
+        ("[identity]\nsession_handle_header = \"X_Session\"", &[("identity.session_handle_header", "contains `_`")]),
+        ("[identity]\njwt_payload_header = \"x-jwt_payload\"", &[("identity.jwt_payload_header", "contains `_`")]),
         ("[identity]\njwt_payload_header = \"x-user-id\"", &[("identity.jwt_payload_header", "same header")]),
         // cors
         ("[cors]\nallowed_origins = [\"https://app.example.com\", \"http://localhost:3000\"]", &[]),

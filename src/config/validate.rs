@@ -622,6 +622,17 @@ impl Validator {
             );
             return default.to_string();
         }
+        // Many upstream stacks (CGI, PHP, WSGI) read `_` and `-` alike, so a name with `_`
+        // could not be told apart from a client's copy spelled with `-`.
+        if lower.contains('_') {
+            self.push(
+                key,
+                "contains `_`, which upstream servers may read as `-`",
+                quoted(&s),
+                "letters, digits and `-`, e.g. x-user-id",
+            );
+            return default.to_string();
+        }
         lower
     }
 

@@ -1,14 +1,27 @@
 //! Header hygiene on the proxy path. Pure: works on `http::HeaderMap`, no I/O.
 //!
-//! - Spoofing: every client header that names an identity header (case-insensitive, `_` read
-//!   as `-`) or starts with `sessiongate-` is removed; one spelled with `_` is refused (400),
-//!   since some upstream stacks fold `_` into `-` and would read it as ours.
+//! - Framing (RFC 9112 §6.1): the only transfer coding accepted is a single `chunked`;
+//!   anything else is refused (501) by [`check_transfer_coding`].
+//! - Host (RFC 9112 §3.2, RFC 9113 §8.3.1): [`request_host`] computes the one canonical host
+//!   of a request (lower case, no trailing dot, port as sent, IPv6 in its shortest form) from
+//!   the request-target authority (absolute-form or `:authority`) and the `Host` header, and
+//!   refuses a missing (HTTP/1.1, HTTP/2), duplicate, userinfo-carrying, invalid or
+//!   disagreeing host. The gateway routes on it and sends it upstream as `Host`.
+//! - Spoofing: every client header that names an identity header or starts with
+//!   `sessiongate-` is removed, comparing canonical forms on both sides (case-insensitive, `_`
+//!   read as `-`); one spelled with `_` is refused (400), since some upstream stacks fold `_`
+//!   into `-` and would read it as ours.
 //! - Hop-by-hop (RFC 9110 §7.6.1): `Connection` and every header it names, `Keep-Alive`,
 //!   `Proxy-Connection`, `Transfer-Encoding`, `TE` (except `TE: trailers`), `Trailer`, and
 //!   `Upgrade` (kept only for WebSocket upgrades). `Proxy-Authorization` is not hop-by-hop in
 //!   RFC 9110 and is passed on. The caller strips hop-by-hop headers *before* adding identity
 //!   headers, so `Connection: x-user-id` cannot remove them.
 //! - `X-Forwarded-*` are set by the gateway; client values are kept only from trusted proxies.
+//!   From other peers [`strip_untrusted`] also drops the headers upstream frameworks read as
+//!   client address, URL or method overrides ([`PROXY_ONLY_HEADERS`]) and every header whose
+//!   name contains `_` (as nginx does).
+//! - Cookies: the refresh-token cookie is removed and every remaining pair is sent in one
+//!   `Cookie` header (HTTP/2 clients send one field per cookie; HTTP/1.1 upstreams expect one).
 
 use std::net::IpAddr;
 
@@ -22,34 +35,157 @@ pub enum HeaderError {
     UnderscoreIdentity(String),
     #[error("identity value for {0} is not a valid header value")]
     InvalidValue(String),
+    #[error("transfer coding {0:?} is not supported (only chunked)")]
+    UnsupportedTransferCoding(String),
 }
 
-/// `name` lower-cased with `_` read as `-`.
-fn canonical(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b == b'_' {
-                '-'
-            } else {
-                b.to_ascii_lowercase() as char
+/// Why a request's host is refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("the request has no Host header")]
+    Missing,
+    #[error("the request has more than one Host header")]
+    Duplicate,
+    #[error("the host carries user information")]
+    Userinfo,
+    #[error("the host is not a valid host name")]
+    Invalid,
+    #[error("the request-target authority and the Host header disagree")]
+    Mismatch,
+}
+
+/// Refuses any transfer coding other than one `chunked` (RFC 9112 §6.1: 501 for a coding the
+/// server does not understand). hyper already answers 400 when `chunked` is not last (and for
+/// any coding on HTTP/1.0); what reaches here is e.g. `gzip, chunked` or `chunked, chunked`.
+pub fn check_transfer_coding(headers: &HeaderMap) -> Result<(), HeaderError> {
+    let values = headers.get_all(header::TRANSFER_ENCODING);
+    if values.iter().next().is_none() {
+        return Ok(());
+    }
+    let mut codings = Vec::new();
+    for v in values {
+        let text = String::from_utf8_lossy(v.as_bytes());
+        codings.extend(
+            text.split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+        );
+    }
+    match codings.as_slice() {
+        [one] if one.eq_ignore_ascii_case("chunked") => Ok(()),
+        _ => Err(HeaderError::UnsupportedTransferCoding(codings.join(", "))),
+    }
+}
+
+/// The canonical form of one host (`Host` value or request-target authority): lower case,
+/// one trailing dot removed, an IPv6 literal in its shortest form, the port kept as sent.
+/// Host names may use letters, digits, `-` and `_` in dot-separated labels.
+pub fn canonical_host(raw: &str) -> Result<String, HostError> {
+    if raw.contains('@') {
+        return Err(HostError::Userinfo);
+    }
+    let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or(HostError::Invalid)?;
+        let ip: std::net::Ipv6Addr = inside.parse().map_err(|_| HostError::Invalid)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(HostError::Invalid)?),
+        };
+        (format!("[{ip}]"), port)
+    } else {
+        let (name, port) = match raw.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (raw, None),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(HostError::Invalid);
+        }
+        (name.to_ascii_lowercase(), port)
+    };
+    match port {
+        None => Ok(name),
+        Some(p) => {
+            let digits = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+            if !digits || p.parse::<u16>().is_err() {
+                return Err(HostError::Invalid);
             }
-        })
-        .collect()
+            Ok(format!("{name}:{p}"))
+        }
+    }
 }
 
-fn is_identity(canon: &str, id: &IdentityConfig) -> bool {
-    canon == id.user_id_header
-        || canon == id.session_handle_header
-        || canon == id.jwt_payload_header
-        || canon.starts_with("sessiongate-")
+/// The one canonical host of a request, from the request-target `authority` (absolute-form on
+/// HTTP/1.1, `:authority` on HTTP/2) and the `Host` header(s); see the module doc. `None`
+/// only for an HTTP/1.0 request that names no host at all.
+pub fn request_host(
+    version: http::Version,
+    authority: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Option<String>, HostError> {
+    let mut values = headers.get_all(header::HOST).iter();
+    let host = match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(v), None) => {
+            let text = v.to_str().map_err(|_| HostError::Invalid)?;
+            Some(canonical_host(text)?)
+        }
+        (Some(_), Some(_)) => return Err(HostError::Duplicate),
+    };
+    let target = authority.map(canonical_host).transpose()?;
+    let old = matches!(version, http::Version::HTTP_09 | http::Version::HTTP_10);
+    match (target, host) {
+        (Some(t), Some(h)) if t == h => Ok(Some(h)),
+        (Some(_), Some(_)) => Err(HostError::Mismatch),
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400, even in absolute-form.
+        (Some(_), None) if version == http::Version::HTTP_11 => Err(HostError::Missing),
+        (Some(t), None) => Ok(Some(t)),
+        (None, Some(h)) => Ok(Some(h)),
+        (None, None) if old => Ok(None),
+        (None, None) => Err(HostError::Missing),
+    }
+}
+
+/// A header-name byte in canonical form: lower case, `_` read as `-`.
+fn fold(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// Whether two header names have the same canonical form.
+fn same_canonical(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+/// Whether `name` is, in canonical form, an identity header or a `sessiongate-*` header.
+/// Both sides are folded, so a configured name spelled with `_` is matched too.
+fn is_identity(name: &str, id: &IdentityConfig) -> bool {
+    let n = name.as_bytes();
+    let prefix = b"sessiongate-";
+    [
+        &id.user_id_header,
+        &id.session_handle_header,
+        &id.jwt_payload_header,
+    ]
+    .iter()
+    .any(|h| same_canonical(n, h.as_bytes()))
+        || n.get(..prefix.len())
+            .is_some_and(|p| same_canonical(p, prefix))
 }
 
 /// Removes client copies of identity and `sessiongate-*` headers.
 pub fn strip_spoofed(headers: &mut HeaderMap, id: &IdentityConfig) -> Result<(), HeaderError> {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        let canon = canonical(name.as_str());
-        if is_identity(&canon, id) {
+        if is_identity(name.as_str(), id) {
             if name.as_str().contains('_') {
                 return Err(HeaderError::UnderscoreIdentity(name.as_str().to_string()));
             }
@@ -118,6 +254,34 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket_upgrade: bool) {
     }
 }
 
+/// Headers only a trusted proxy may send: upstream frameworks read them as the client address,
+/// the request URL or the method.
+pub const PROXY_ONLY_HEADERS: &[&str] = &[
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// For a client outside `server.trusted_proxies`: drops [`PROXY_ONLY_HEADERS`] and every
+/// header whose name contains `_`.
+pub fn strip_untrusted(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_') || PROXY_ONLY_HEADERS.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
 /// Sets `X-Forwarded-For/-Proto/-Host` (see the module doc). `Forwarded` from an untrusted
 /// client is dropped too.
 pub fn set_forwarded(
@@ -171,30 +335,30 @@ pub fn set_forwarded(
     }
 }
 
-/// Removes cookie `name` from every `Cookie` header, keeping the others byte for byte.
+/// Removes cookie `name` from the `Cookie` header(s) and joins every other pair, in order and
+/// byte for byte, into one `Cookie` header (`; ` between pairs): HTTP/2 clients send one field
+/// per cookie (RFC 9113 §8.2.3), HTTP/1.1 upstreams expect a single header.
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
     if values.is_empty() {
         return;
     }
     headers.remove(header::COOKIE);
-    for v in values {
-        let kept: Vec<&[u8]> = v
-            .as_bytes()
-            .split(|b| *b == b';')
-            .filter(|pair| {
-                let n = pair.split(|b| *b == b'=').next().unwrap_or(b"");
-                n.trim_ascii() != name.as_bytes()
-            })
-            .map(|p| p.trim_ascii())
-            .filter(|p| !p.is_empty())
-            .collect();
-        if kept.is_empty() {
-            continue;
-        }
-        if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
-            headers.append(header::COOKIE, v);
-        }
+    let kept: Vec<&[u8]> = values
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter(|pair| {
+            let n = pair.split(|b| *b == b'=').next().unwrap_or(b"");
+            n.trim_ascii() != name.as_bytes()
+        })
+        .map(|p| p.trim_ascii())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -328,6 +492,184 @@ mod tests {
             &[("x-user-idx", "fine"), ("x-user", "fine")],
             Ok(vec!["x-user", "x-user-idx"]),
         );
+        check(&[("sessiongate", "x"), ("sessiongatex", "y")], {
+            Ok(vec!["sessiongate", "sessiongatex"])
+        });
+    }
+
+    /// A configured name spelled with `_` (refused by config validation) still protects:
+    /// canonical forms are compared on both sides.
+    #[test]
+    fn spoofing_with_an_underscore_identity_name() {
+        let mut cfg = id();
+        cfg.user_id_header = "x_user_id".into();
+        let mut h = map(&[("x-user-id", "admin"), ("X-USER-ID", "root")]);
+        strip_spoofed(&mut h, &cfg).unwrap();
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = map(&[("x_user_id", "admin")]);
+        assert_eq!(
+            strip_spoofed(&mut h, &cfg),
+            Err(HeaderError::UnderscoreIdentity("x_user_id".into()))
+        );
+    }
+
+    #[test]
+    fn transfer_codings() {
+        let check = |values: &[&str], ok: bool| {
+            let pairs: Vec<(&str, &str)> =
+                values.iter().map(|v| ("transfer-encoding", *v)).collect();
+            assert_eq!(
+                check_transfer_coding(&map(&pairs)).is_ok(),
+                ok,
+                "{values:?}"
+            );
+        };
+        check(&[], true);
+        check(&["chunked"], true);
+        check(&["Chunked"], true);
+        check(&[" chunked , "], true);
+        check(&["gzip, chunked"], false);
+        check(&["chunked, chunked"], false);
+        check(&["gzip", "chunked"], false);
+        check(&["identity"], false);
+        check(&["chunked, identity"], false);
+        check(&[""], false);
+    }
+
+    #[test]
+    fn hosts() {
+        let check = |raw: &str, want: Result<&str, HostError>| {
+            let got = canonical_host(raw);
+            assert_eq!(got.as_deref().map_err(|e| *e), want, "{raw:?}");
+        };
+        check("example.com", Ok("example.com"));
+        check("ADMIN.Example.COM.", Ok("admin.example.com"));
+        check("example.com.:8443", Ok("example.com:8443"));
+        check("example.com:080", Ok("example.com:080"));
+        check("127.0.0.1:8080", Ok("127.0.0.1:8080"));
+        check("[::1]:8080", Ok("[::1]:8080"));
+        check("[0:0:0:0:0:0:0:1]", Ok("[::1]"));
+        check("[FE80::A]", Ok("[fe80::a]"));
+        check("my_host.internal", Ok("my_host.internal"));
+        check("user@example.com", Err(HostError::Userinfo));
+        check("user:pw@example.com:80", Err(HostError::Userinfo));
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a..b",
+            ".a",
+            "example.com..",
+            "example.com:",
+            "example.com:65536",
+            "example.com:123456",
+            "example.com:8a",
+            "example.com:80:80",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[fe80::1%25eth0]",
+            "exa mple.com",
+            "a,b",
+            "a/b",
+            "a%2eb",
+            "é.example",
+        ] {
+            check(bad, Err(HostError::Invalid));
+        }
+        let long = format!("{}.com", "a".repeat(64));
+        check(&long, Err(HostError::Invalid));
+    }
+
+    #[test]
+    fn request_hosts() {
+        use http::Version;
+        let check = |version: Version,
+                     authority: Option<&str>,
+                     hosts: &[&str],
+                     want: Result<Option<&str>, HostError>| {
+            let pairs: Vec<(&str, &str)> = hosts.iter().map(|h| ("host", *h)).collect();
+            let got = request_host(version, authority, &map(&pairs));
+            assert_eq!(
+                got.as_ref().map(|o| o.as_deref()),
+                want.as_ref().map(|o| o.as_deref()),
+                "{version:?} {authority:?} {hosts:?}"
+            );
+        };
+        let h11 = Version::HTTP_11;
+        let h2 = Version::HTTP_2;
+        let h10 = Version::HTTP_10;
+        check(h11, None, &["A.example."], Ok(Some("a.example")));
+        check(h11, None, &[], Err(HostError::Missing));
+        check(
+            h11,
+            None,
+            &["a.example", "a.example"],
+            Err(HostError::Duplicate),
+        );
+        check(h11, None, &["u@a.example"], Err(HostError::Userinfo));
+        check(
+            h11,
+            Some("a.example"),
+            &["A.EXAMPLE."],
+            Ok(Some("a.example")),
+        );
+        check(
+            h11,
+            Some("a.example"),
+            &["b.example"],
+            Err(HostError::Mismatch),
+        );
+        check(
+            h11,
+            Some("a.example:80"),
+            &["a.example"],
+            Err(HostError::Mismatch),
+        );
+        check(h11, Some("a.example"), &[], Err(HostError::Missing));
+        check(
+            h11,
+            Some("u@a.example"),
+            &["a.example"],
+            Err(HostError::Userinfo),
+        );
+        check(h2, Some("a.example"), &[], Ok(Some("a.example")));
+        check(h2, None, &["a.example"], Ok(Some("a.example")));
+        check(
+            h2,
+            Some("a.example"),
+            &["b.example"],
+            Err(HostError::Mismatch),
+        );
+        check(h2, None, &[], Err(HostError::Missing));
+        check(h10, None, &[], Ok(None));
+        check(h10, None, &["a.example"], Ok(Some("a.example")));
+        check(h10, None, &["a", "b"], Err(HostError::Duplicate));
+        check(h10, Some("a.example"), &[], Ok(Some("a.example")));
+    }
+
+    #[test]
+    fn untrusted_headers() {
+        let mut h = map(&[
+            ("x-real-ip", "1.2.3.4"),
+            ("X-Client-IP", "1.2.3.4"),
+            ("true-client-ip", "1.2.3.4"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("some_header", "x"),
+            ("accept", "*/*"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-request-id", "r1"),
+        ]);
+        strip_untrusted(&mut h);
+        assert_eq!(names(&h), vec!["accept", "x-forwarded-for", "x-request-id"]);
     }
 
     #[test]
@@ -423,8 +765,12 @@ mod tests {
         };
         check(&["a=1; sRefreshToken=x; b=2"], &["a=1; b=2"]);
         check(&["sRefreshToken=x"], &[]);
-        check(&["a=1", "sRefreshToken=x;c=3"], &["a=1", "c=3"]);
+        check(&["sRefreshToken=x", "sRefreshToken=y"], &[]);
+        // HTTP/2 crumbs become one header, in order.
+        check(&["a=1", "sRefreshToken=x;c=3"], &["a=1; c=3"]);
+        check(&["a=1", "b=2", "c=3"], &["a=1; b=2; c=3"]);
         check(&["sRefreshTokenX=1; a=b=c"], &["sRefreshTokenX=1; a=b=c"]);
+        check(&[" a=1 ;; ", "b=2"], &["a=1; b=2"]);
     }
 
     #[test]
