@@ -305,7 +305,7 @@ mod tests {
     fn normalisation() {
         let check = |raw: &str, want: Result<&str, PathError>| {
             assert_eq!(
-                normalise_path(raw).map(|n| n.path).map_err(|e| e),
+                normalise_path(raw).map(|n| n.path),
                 want.map(str::to_string),
                 "{raw:?}"
             );
