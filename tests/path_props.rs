@@ -91,6 +91,11 @@ const PIECES: &[&str] = &[
     "<",
     ">",
     "`",
+    "2e",
+    "2F",
+    "3b",
+    "5c",
+    "00",
 ];
 
 /// Pieces that are refused alone, or that make a refused sequence with their neighbours.
@@ -113,6 +118,14 @@ const RISKY: &[&str] = &[
     "%zz",
     "\\",
     "\0",
+    "/%252e%252e/",
+    "/%252E/",
+    "%252f",
+    "%253b",
+    "%255C",
+    "%2500",
+    "/%25%32%65/",
+    "/%2525%32e/",
 ];
 
 /// A path from nasty pieces, usually (not always) absolute.
@@ -253,12 +266,17 @@ proptest! {
     }
 
     /// An upstream that percent-decodes the forwarded path once, twice or three times sees
-    /// the same segments: no new `/`, and never a `.` or `..` segment, a `;`, a `\` or NUL.
+    /// the same segments: no new `/`, and never a `.` or `..` segment, a `;`, a `\` or NUL;
+    /// decoded once, it is UTF-8 (no overlong forms).
     #[test]
     fn decoding_the_forwarded_path_again_reveals_nothing(raw in any_path()) {
         let Ok(n) = normalise_path(&raw) else { return Ok(()) };
         let segments = n.path.split('/').count();
         let mut seen = n.path.clone().into_bytes();
+        prop_assert!(
+            std::str::from_utf8(&decode_once(&seen)).is_ok(),
+            "{raw:?} -> {:?} does not decode to UTF-8", n.path
+        );
         for round in 1..=3 {
             seen = decode_once(&seen);
             let text = String::from_utf8_lossy(&seen);
