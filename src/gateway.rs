@@ -129,6 +129,8 @@ async fn dispatch(
         .map_err(|e| Reject::BadRequest(e.to_string()))?;
     let path =
         route::normalise_path(req.uri().path()).map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let had_params = path.had_params;
+    let path = path.path;
     let ctx = Ctx {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_string),
@@ -156,6 +158,12 @@ async fn dispatch(
         }
     }
 
+    let own_endpoint = ctx.path == JWKS_PATH
+        || ctx.path == state.cfg.tokens.refresh_token.renew_path
+        || state.cfg.session.logout_path.as_deref() == Some(ctx.path.as_str());
+    if had_params && own_endpoint {
+        return Err(Reject::BadRequest(route::PathError::Params.to_string()));
+    }
     if ctx.method == Method::GET && ctx.path == JWKS_PATH {
         outcome.route = "jwks";
         let mut resp = json_response(StatusCode::OK, &state.sessions.keys().ring().jwks());
@@ -181,6 +189,8 @@ async fn dispatch(
         .route(ctx.host.as_deref(), &ctx.path)
         .ok_or(Reject::NoRoute)?;
     outcome.route_name = Some(route.name.clone());
+    // The path routed (and authorised) below is the path forwarded: refuse what it dropped.
+    route::admit(route, had_params).map_err(|e| Reject::BadRequest(e.to_string()))?;
 
     // A session-control route reads the session the way an optional route does, so that
     // `sessiongate-revoke` and `sessiongate-update-payload` act on it even when it is public.

@@ -278,6 +278,15 @@ fn routes() {
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\nlogin_redirect = \"//evil.example\"\n", &["routes[0].login_redirect"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\n[[routes]]\nname = \"a\"\nupstream = \"http://y\"\npath_prefix = \"/b\"\n", &["routes[1].name"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"https://x:8443/base\"\nhost = \"app.example\"\nlogin_redirect = \"/login\"\n", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"allow\"\n", &["routes[0].path_params"]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"strip\"\ncase_insensitive = true\n", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"reject\"\ncase_insensitive = false\n", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\ncase_insensitive = \"yes\"\n", &["routes[0].case_insensitive"]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_prefix = \"/api;v=1\"\n", &["routes[0].path_prefix"]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_prefix = \"/%61pi\"\n", &["routes[0].path_prefix"]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_prefix = \"/caf%c3%a9\"\n", &["routes[0].path_prefix"]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_prefix = \"/%252e\"\n", &["routes[0].path_prefix"]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_prefix = \"/caf%C3%A9/\"\n", &[]),
     ];
     for (routes, want) in cases {
         let text = format!("{base}{routes}");
@@ -362,4 +371,39 @@ fn garbage_never_panics() {
     ] {
         assert!(load_from_str(text).is_err(), "{text:?}");
     }
+}
+
+#[test]
+fn route_path_options_name_their_allowed_values() {
+    let text = format!(
+        "{RENEW}[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"allow\"\npath_prefix = \"/%61pi\"\n"
+    );
+    let err = load_from_str(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("routes[0].path_params") && err.contains("\"reject\" | \"strip\""),
+        "{err}"
+    );
+    // The normalised form the prefix would have to be written in is suggested.
+    assert!(
+        err.contains("routes[0].path_prefix") && err.contains("\"/api\""),
+        "{err}"
+    );
+    let text = format!(
+        "{RENEW}[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"strip\"\ncase_insensitive = true\n"
+    );
+    let cfg = load_from_str(&text).unwrap();
+    assert_eq!(
+        cfg.routes[0].path_params,
+        sessiongate::config::PathParams::Strip
+    );
+    assert!(cfg.routes[0].case_insensitive);
+    let rendered = render_masked(&cfg);
+    assert!(rendered.contains("path_params = \"strip\""), "{rendered}");
+    assert!(rendered.contains("case_insensitive = true"), "{rendered}");
+    let cfg = load_from_str(&format!("{RENEW}{ROUTE}")).unwrap();
+    assert_eq!(
+        cfg.routes[0].path_params,
+        sessiongate::config::PathParams::Reject
+    );
+    assert!(!cfg.routes[0].case_insensitive);
 }

@@ -304,6 +304,20 @@ pub struct Route {
     pub anti_csrf: AntiCsrfMode,
     pub session_control: bool,
     pub login_redirect: Option<String>,
+    /// What a request whose path carries `;` parameters gets on this route.
+    pub path_params: PathParams,
+    /// Match `path_prefix` regardless of ASCII case (for upstreams that do the same).
+    pub case_insensitive: bool,
+}
+
+/// `routes[].path_params`: the route is chosen on the path with every segment's `;…` removed;
+/// this says whether such a request is refused or forwarded with that stripped path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathParams {
+    /// 400: the path carries `;` parameters.
+    Reject,
+    /// Forward the path with the parameters removed (the path that was routed).
+    Strip,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

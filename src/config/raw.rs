@@ -166,4 +166,6 @@ pub struct RawRoute {
     pub anti_csrf: Option<String>,
     pub session_control: Option<bool>,
     pub login_redirect: Option<String>,
+    pub path_params: Option<String>,
+    pub case_insensitive: Option<bool>,
 }

@@ -194,6 +194,12 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         };
         writeln!(out, "anti_csrf = {}", q(csrf))?;
         writeln!(out, "session_control = {}", r.session_control)?;
+        let params = match r.path_params {
+            PathParams::Reject => "reject",
+            PathParams::Strip => "strip",
+        };
+        writeln!(out, "path_params = {}", q(params))?;
+        writeln!(out, "case_insensitive = {}", r.case_insensitive)?;
         if let Some(l) = &r.login_redirect {
             writeln!(out, "login_redirect = {}", q(l))?;
         }

@@ -828,6 +828,32 @@ impl Validator {
             let path_prefix = self
                 .url_path(&key("path_prefix"), r.path_prefix, Some("/"))
                 .unwrap_or_else(|| "/".to_string());
+            // Requests are routed on their normalised path, so a prefix in any other form
+            // (`;`, `%61`, lower-case escapes) could never match.
+            let path_prefix = match crate::proxy::route::normalise_path(&path_prefix) {
+                Ok(n) if n.path == path_prefix => path_prefix,
+                Ok(n) => {
+                    self.push(
+                        &key("path_prefix"),
+                        "not in the normalised form requests are matched in (it would never match)",
+                        quoted(&path_prefix),
+                        format!(
+                            "{PATH_RULE}, without ; and with only non-unreserved characters %-escaped in upper case, e.g. {}",
+                            quoted(&n.path)
+                        ),
+                    );
+                    "/".to_string()
+                }
+                Err(e) => {
+                    self.push(
+                        &key("path_prefix"),
+                        &e.to_string(),
+                        quoted(&path_prefix),
+                        PATH_RULE,
+                    );
+                    "/".to_string()
+                }
+            };
             let host = r.host.and_then(|h| match check_route_host(&h) {
                 Ok(()) => Some(h.to_ascii_lowercase()),
                 Err(why) => {
@@ -881,6 +907,12 @@ impl Validator {
                     ("never", AntiCsrfMode::Never),
                 ],
             );
+            let path_params = self.choice(
+                &key("path_params"),
+                r.path_params,
+                PathParams::Reject,
+                &[("reject", PathParams::Reject), ("strip", PathParams::Strip)],
+            );
             let login_redirect = r
                 .login_redirect
                 .and_then(|l| match check_login_redirect(&l) {
@@ -916,6 +948,8 @@ impl Validator {
                     anti_csrf,
                     session_control: r.session_control.unwrap_or(false),
                     login_redirect,
+                    path_params,
+                    case_insensitive: r.case_insensitive.unwrap_or(false),
                 });
             }
         }

@@ -1,11 +1,24 @@
 //! Path normalisation and route matching. Pure: no I/O.
 //!
-//! The path is normalised once (percent-decoding of unreserved characters, dot segments
-//! resolved per RFC 3986 §5.2.4, `//` merged; encoded `/`, `\` and NUL refused), and that same
-//! form is used to pick the route and to build the upstream URI, so `/public/../private` is
-//! matched, and forwarded, as `/private`.
+//! The path is normalised once, and that same form is used to pick the route and to build the
+//! upstream URI: the authorised path is the forwarded path. Normalising means:
+//!
+//! - escapes of unreserved characters are decoded, all other escapes upper-cased; raw bytes a
+//!   URI may not hold (non-ASCII, controls, space, …) are percent-encoded (`/café` is forwarded
+//!   as `/caf%C3%A9`, never as mojibake);
+//! - refused: encoded `/`, `\`, `;` and NUL, a raw `\` or NUL, malformed escapes, escapes that
+//!   do not decode to valid UTF-8 (overlong forms such as `%C0%AE`), and a `%25` that
+//!   double-encodes `.`, `/`, `\`, `;` or NUL (`%252e`);
+//! - every segment's `;` parameters are removed (`/api;x/a` → `/api/a`, `..;x` → `..`), as
+//!   servlet containers do before they match, and [`Normalised::had_params`] remembers it so
+//!   the route can refuse such requests (`routes[].path_params`, default `reject`);
+//! - dot segments are resolved per RFC 3986 §5.2.4 and `//` merged, so `/public/../private`
+//!   is matched, and forwarded, as `/private`.
+//!
+//! Route prefixes match on segment boundaries, byte for byte or, for a route with
+//! `case_insensitive`, ignoring ASCII case.
 
-use crate::config::Route;
+use crate::config::{PathParams, Route};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -13,6 +26,8 @@ pub enum PathError {
     EncodedSlash,
     #[error("the path contains an encoded backslash (%5C)")]
     EncodedBackslash,
+    #[error("the path contains an encoded semicolon (%3B)")]
+    EncodedSemicolon,
     #[error("the path contains a NUL byte")]
     Nul,
     #[error("the path contains a backslash")]
@@ -21,10 +36,34 @@ pub enum PathError {
     NotAbsolute,
     #[error("the path contains a malformed percent-escape")]
     InvalidEncoding,
+    #[error("the path's percent-escapes are not valid UTF-8 (e.g. an overlong form)")]
+    InvalidUtf8,
+    #[error("the path contains a double-encoded ., /, \\, ; or NUL (%25 followed by its escape)")]
+    DoubleEncoded,
+    #[error(
+        "the path contains ;-parameters (refused unless the route has path_params = \"strip\")"
+    )]
+    Params,
+}
+
+/// A request path in the one form used to route, authorise and forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalised {
+    /// The routed path, which is also the forwarded path.
+    pub path: String,
+    /// Whether `;` parameters were removed from some segment.
+    pub had_params: bool,
 }
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// ASCII bytes kept raw in a normalised path: what `http::Uri` accepts in a path, minus `?`,
+/// `#`, `%` (always the start of an escape here) and `\` (refused).
+fn is_kept_raw(b: u8) -> bool {
+    matches!(b, b'!' | b'$'..=b';' | b'=' | b'@'..=b'[' | b']'..=b'_' | b'a'..=b'z' | b'|' | b'~' | b'"' | b'{' | b'}')
+        && b != b'%'
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -36,10 +75,20 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// Decodes escapes of unreserved characters, upper-cases the others, refuses the dangerous.
+fn push_escape(out: &mut String, v: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(HEX[usize::from(v >> 4)] as char);
+    out.push(HEX[usize::from(v & 15)] as char);
+}
+
+/// Decodes escapes of unreserved characters, upper-cases the others, encodes raw bytes a URI
+/// may not hold, and refuses the dangerous. The result is ASCII.
 fn decode_unreserved(raw: &str) -> Result<String, PathError> {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(b.len());
+    // The path with every escape decoded: what must be valid UTF-8.
+    let mut decoded: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -57,33 +106,73 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
                     0 => return Err(PathError::Nul),
+                    // Containers disagree on whether `%3B` splits off parameters (Tomcat
+                    // strips `;…` before decoding, others decode first), so no single routing
+                    // of it is right for every upstream: refuse it, like `%2F`.
+                    b';' => return Err(PathError::EncodedSemicolon),
                     v if is_unreserved(v) => out.push(v as char),
-                    v => {
-                        out.push('%');
-                        out.push_str(&format!("{v:02X}"));
-                    }
+                    v => push_escape(&mut out, v),
                 }
+                decoded.push(v);
                 i += 3;
             }
             c => {
-                // The request line is ASCII (hyper checks); keep any byte as it came.
-                out.push(c as char);
+                if is_kept_raw(c) {
+                    out.push(c as char);
+                } else {
+                    push_escape(&mut out, c);
+                }
+                decoded.push(c);
                 i += 1;
             }
         }
     }
+    if std::str::from_utf8(&decoded).is_err() {
+        return Err(PathError::InvalidUtf8);
+    }
+    if double_encoded(&out) {
+        return Err(PathError::DoubleEncoded);
+    }
     Ok(out)
 }
 
-/// Normalises the path of a request URI (no query).
-pub fn normalise_path(raw: &str) -> Result<String, PathError> {
+/// Whether `s` (escapes upper-cased, unreserved ones decoded) holds `%25`, possibly repeated,
+/// followed by the escape of `.`, `/`, `\`, `;` or NUL: a path that turns dangerous when
+/// an upstream decodes it once more.
+fn double_encoded(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(at) = b[i..].windows(3).position(|w| w == b"%25") {
+        let mut j = i + at + 3;
+        while b[j..].starts_with(b"25") {
+            j += 2;
+        }
+        let next = b.get(j..j + 2).map(|h| h.to_ascii_uppercase());
+        if matches!(next.as_deref(), Some(b"2E" | b"2F" | b"5C" | b"3B" | b"00")) {
+            return true;
+        }
+        i += at + 3;
+    }
+    false
+}
+
+/// Normalises the path of a request URI (no query). See the module doc for what that means.
+pub fn normalise_path(raw: &str) -> Result<Normalised, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
     let decoded = decode_unreserved(raw)?;
-    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut had_params = false;
     let mut segs: Vec<&str> = Vec::new();
+    let mut last = "";
     for seg in decoded.split('/') {
+        let seg = match seg.split_once(';') {
+            Some((name, _)) => {
+                had_params = true;
+                name
+            }
+            None => seg,
+        };
         match seg {
             "" | "." => {}
             ".." => {
@@ -91,29 +180,45 @@ pub fn normalise_path(raw: &str) -> Result<String, PathError> {
             }
             s => segs.push(s),
         }
+        last = seg;
     }
-    let mut out = String::with_capacity(decoded.len());
+    let trailing = matches!(last, "" | "." | "..");
+    let mut path = String::with_capacity(decoded.len());
     for s in &segs {
-        out.push('/');
-        out.push_str(s);
+        path.push('/');
+        path.push_str(s);
     }
-    if out.is_empty() || trailing {
-        out.push('/');
+    if path.is_empty() || trailing {
+        path.push('/');
     }
-    Ok(out)
+    Ok(Normalised { path, had_params })
+}
+
+/// Whether a request with this normalised path may be forwarded on `route`: one whose path
+/// carried `;` parameters is refused unless the route strips them.
+pub fn admit(route: &Route, had_params: bool) -> Result<(), PathError> {
+    match (had_params, route.path_params) {
+        (true, PathParams::Reject) => Err(PathError::Params),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `path` is under `prefix` on a segment boundary.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+fn prefix_matches(prefix: &str, path: &str, case_insensitive: bool) -> bool {
     if prefix == "/" {
         return true;
     }
-    let p = prefix.trim_end_matches('/');
-    match path.strip_prefix(p) {
-        Some("") => true,
-        Some(rest) => rest.starts_with('/'),
-        None => false,
-    }
+    let p = prefix.trim_end_matches('/').as_bytes();
+    let path = path.as_bytes();
+    let Some(head) = path.get(..p.len()) else {
+        return false;
+    };
+    let same = if case_insensitive {
+        head.eq_ignore_ascii_case(p)
+    } else {
+        head == p
+    };
+    same && matches!(path.get(p.len()), None | Some(b'/'))
 }
 
 fn host_without_port(host: &str) -> &str {
@@ -158,7 +263,7 @@ impl Router {
                     (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
                     (Some(_), None) => false,
                 };
-                host_ok && prefix_matches(&r.path_prefix, path)
+                host_ok && prefix_matches(&r.path_prefix, path, r.case_insensitive)
             })
             .map(|(i, r)| (*i, r))
     }
@@ -200,8 +305,8 @@ mod tests {
     fn normalisation() {
         let check = |raw: &str, want: Result<&str, PathError>| {
             assert_eq!(
-                normalise_path(raw).as_deref().map_err(|e| *e),
-                want,
+                normalise_path(raw).map(|n| n.path),
+                want.map(str::to_string),
                 "{raw:?}"
             );
         };
@@ -230,9 +335,107 @@ mod tests {
         check("/a\0", Err(PathError::Nul));
         check("/a%zz", Err(PathError::InvalidEncoding));
         check("/a%4", Err(PathError::InvalidEncoding));
+        check("/a%", Err(PathError::InvalidEncoding));
+        check("/a%u002e", Err(PathError::InvalidEncoding));
         check("", Err(PathError::NotAbsolute));
         check("*", Err(PathError::NotAbsolute));
         check("a/b", Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn path_parameters_are_removed_before_routing() {
+        let check = |raw: &str, want: &str| {
+            assert_eq!(
+                normalise_path(raw),
+                Ok(Normalised {
+                    path: want.into(),
+                    had_params: true
+                }),
+                "{raw:?}"
+            );
+        };
+        check("/api;x/secret", "/api/secret");
+        check("/api;/secret", "/api/secret");
+        check("/api;a=1;b=2/secret;jsessionid=X", "/api/secret");
+        check("/login/..;/app/secret", "/app/secret");
+        check("/login/..;x/app", "/app");
+        check("/login/.;x/app", "/login/app");
+        check("/a/%2e%2e;x/b", "/b");
+        check("/a/.%2e;/b", "/b");
+        check("/;x", "/");
+        check("/a/;x", "/a/");
+        check("/a/b/..;x", "/a/");
+        check("/api;x", "/api");
+        assert_eq!(
+            normalise_path("/api/secret").map(|n| n.had_params),
+            Ok(false)
+        );
+        // An encoded `;` is neither a delimiter nor data: refused (see decode_unreserved).
+        assert_eq!(
+            normalise_path("/api%3Bx/secret"),
+            Err(PathError::EncodedSemicolon)
+        );
+        assert_eq!(
+            normalise_path("/api%3bx/secret"),
+            Err(PathError::EncodedSemicolon)
+        );
+    }
+
+    #[test]
+    fn double_encoding_and_bad_utf8_are_refused() {
+        let check = |raw: &str, want: Result<&str, PathError>| {
+            assert_eq!(
+                normalise_path(raw).map(|n| n.path),
+                want.map(str::to_string),
+                "{raw:?}"
+            );
+        };
+        check("/%252e%252e/etc", Err(PathError::DoubleEncoded));
+        check("/a/%252E%252E/b", Err(PathError::DoubleEncoded));
+        check("/a%252fb", Err(PathError::DoubleEncoded));
+        check("/a%255Cb", Err(PathError::DoubleEncoded));
+        check("/a%2500", Err(PathError::DoubleEncoded));
+        check("/a%253Bb", Err(PathError::DoubleEncoded));
+        check("/a%25252e", Err(PathError::DoubleEncoded));
+        check("/a%25%252e", Err(PathError::DoubleEncoded));
+        // Escapes of unreserved characters are decoded first, so they cannot hide one.
+        check("/a%25%32%65", Err(PathError::DoubleEncoded));
+        // Other double escapes are data.
+        check("/a%2541", Ok("/a%2541"));
+        check("/100%25", Ok("/100%25"));
+        check("/a%25/b", Ok("/a%25/b"));
+        check("/a%25.", Ok("/a%25."));
+        // Overlong, truncated, stray continuation and surrogate UTF-8.
+        check("/%C0%AE%C0%AE/etc", Err(PathError::InvalidUtf8));
+        check("/%c0%ae", Err(PathError::InvalidUtf8));
+        check("/%E0%80%AE", Err(PathError::InvalidUtf8));
+        check("/%F0%80%80%AE", Err(PathError::InvalidUtf8));
+        check("/%C1%9C", Err(PathError::InvalidUtf8));
+        check("/%C3", Err(PathError::InvalidUtf8));
+        check("/%A9", Err(PathError::InvalidUtf8));
+        check("/%ED%A0%80", Err(PathError::InvalidUtf8));
+        check("/%FF", Err(PathError::InvalidUtf8));
+        check("/%C3é", Err(PathError::InvalidUtf8));
+        check("/%F0%9F%A6%80", Ok("/%F0%9F%A6%80"));
+    }
+
+    #[test]
+    fn raw_bytes_are_forwarded_percent_encoded() {
+        let check = |raw: &str, want: &str| {
+            assert_eq!(
+                normalise_path(raw).map(|n| n.path).as_deref(),
+                Ok(want),
+                "{raw:?}"
+            );
+        };
+        check("/café", "/caf%C3%A9");
+        check("/日本", "/%E6%97%A5%E6%9C%AC");
+        check("/a b", "/a%20b");
+        check("/a?b#c", "/a%3Fb%23c");
+        check("/a\u{7f}\u{1}", "/a%7F%01");
+        check("/a<b>`", "/a%3Cb%3E%60");
+        // What http::Uri accepts raw stays raw.
+        check("/a!$&'()*+,=:@[]^_|~\"{}", "/a!$&'()*+,=:@[]^_|~\"{}");
     }
 
     fn route(name: &str, prefix: &str, host: Option<&str>) -> Route {
@@ -245,6 +448,8 @@ mod tests {
             anti_csrf: AntiCsrfMode::NonGet,
             session_control: false,
             login_redirect: None,
+            path_params: PathParams::Reject,
+            case_insensitive: false,
         }
     }
 
@@ -282,6 +487,47 @@ mod tests {
             only_host.route(Some("a.example"), "/x").map(|(i, _)| i),
             Some(0)
         );
+    }
+
+    #[test]
+    fn case_insensitive_routes() {
+        let ci = |name: &str, prefix: &str| Route {
+            case_insensitive: true,
+            ..route(name, prefix, None)
+        };
+        let router = Router::new(vec![
+            route("root", "/", None),
+            ci("api", "/api"),
+            route("docs", "/Docs/", None),
+            ci("v2", "/api/V2"),
+        ]);
+        let check = |path: &str, want: &str| {
+            let got = router.route(None, path).map(|(_, r)| r.name.as_str());
+            assert_eq!(got, Some(want), "{path}");
+        };
+        check("/api/secret", "api");
+        check("/API/secret", "api");
+        check("/Api", "api");
+        check("/aPi/", "api");
+        check("/APIx", "root");
+        check("/ap", "root");
+        check("/api/v2/x", "v2");
+        check("/API/v2", "v2");
+        check("/Docs/x", "docs");
+        check("/docs/x", "root");
+    }
+
+    #[test]
+    fn admission() {
+        let strip = Route {
+            path_params: PathParams::Strip,
+            ..route("s", "/", None)
+        };
+        let reject = route("r", "/", None);
+        assert_eq!(admit(&reject, false), Ok(()));
+        assert_eq!(admit(&reject, true), Err(PathError::Params));
+        assert_eq!(admit(&strip, false), Ok(()));
+        assert_eq!(admit(&strip, true), Ok(()));
     }
 
     #[test]
