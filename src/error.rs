@@ -31,6 +31,9 @@ pub enum Reject {
     ForbiddenOrigin(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The client stopped sending its request body (`server.body_read_timeout_secs`).
+    #[error("the request body was not received in time")]
+    RequestTimeout,
     #[error("the session store is unavailable")]
     StoreUnavailable,
     #[error("upstream failed: {0}")]
@@ -66,6 +69,7 @@ impl Reject {
             Reject::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Reject::ForbiddenOrigin(_) | Reject::AdminForbidden(_) => StatusCode::FORBIDDEN,
             Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Reject::StoreUnavailable | Reject::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BadGateway(_) | Reject::BadSessionControl(_) => StatusCode::BAD_GATEWAY,
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -85,6 +89,7 @@ impl Reject {
             Reject::MethodNotAllowed(_) => "method_not_allowed",
             Reject::ForbiddenOrigin(_) => "forbidden_origin",
             Reject::PayloadTooLarge => "payload_too_large",
+            Reject::RequestTimeout => "request_timeout",
             Reject::StoreUnavailable => "store_unavailable",
             Reject::BadGateway(_) => "bad_gateway",
             Reject::BadSessionControl(_) => "bad_session_control",
@@ -158,6 +163,7 @@ mod tests {
         check(Reject::BadRequest("x".into()), 401, 400);
         check(Reject::ForbiddenOrigin("x".into()), 401, 403);
         check(Reject::MethodNotAllowed("POST"), 401, 405);
+        check(Reject::RequestTimeout, 401, 408);
     }
 
     #[test]
