@@ -104,7 +104,9 @@ pub async fn start_on(
     };
     let limits = Limits {
         max_connections: cfg.server.max_connections,
+        max_connections_per_ip: cfg.server.max_connections_per_ip,
         header_read_timeout: cfg.server.header_read_timeout,
+        idle_timeout: cfg.server.idle_timeout,
         grace: cfg.server.shutdown_grace,
     };
     let state = AppState::new(cfg, sessions, blacklist, metrics, clock);
@@ -121,6 +123,7 @@ pub async fn start_on(
         public,
         tls,
         limits.clone(),
+        Some(state.metrics.connections_closed_total.clone()),
         move |req, peer| crate::gateway::handle(st.clone(), req, peer),
         wait_stop(stop_rx.clone()),
     ));
@@ -131,8 +134,10 @@ pub async fn start_on(
         None,
         Limits {
             max_connections: 256,
+            max_connections_per_ip: 0,
             ..limits
         },
+        None,
         move |req, _| crate::admin::handle(st.clone(), req),
         wait_stop(admin_stop_rx),
     ));

@@ -34,6 +34,9 @@ pub enum Reject {
     /// The request uses something the gateway does not implement (a transfer coding).
     #[error("not implemented: {0}")]
     NotImplemented(String),
+    /// The client stopped sending its request body (`server.body_read_timeout_secs`).
+    #[error("the request body was not received in time")]
+    RequestTimeout,
     #[error("the session store is unavailable")]
     StoreUnavailable,
     #[error("upstream failed: {0}")]
@@ -70,6 +73,7 @@ impl Reject {
             Reject::ForbiddenOrigin(_) | Reject::AdminForbidden(_) => StatusCode::FORBIDDEN,
             Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Reject::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Reject::StoreUnavailable | Reject::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BadGateway(_) | Reject::BadSessionControl(_) => StatusCode::BAD_GATEWAY,
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -90,6 +94,7 @@ impl Reject {
             Reject::ForbiddenOrigin(_) => "forbidden_origin",
             Reject::PayloadTooLarge => "payload_too_large",
             Reject::NotImplemented(_) => "not_implemented",
+            Reject::RequestTimeout => "request_timeout",
             Reject::StoreUnavailable => "store_unavailable",
             Reject::BadGateway(_) => "bad_gateway",
             Reject::BadSessionControl(_) => "bad_session_control",
@@ -164,6 +169,7 @@ mod tests {
         check(Reject::ForbiddenOrigin("x".into()), 401, 403);
         check(Reject::MethodNotAllowed("POST"), 401, 405);
         check(Reject::NotImplemented("x".into()), 401, 501);
+        check(Reject::RequestTimeout, 401, 408);
     }
 
     #[test]

@@ -299,7 +299,17 @@ async fn forward_to(
     session: Option<&AccessClaims>,
 ) -> Result<Response<Body>, Reject> {
     let websocket = headers::is_websocket_upgrade(req.headers());
+    // A browser always sends `Origin` on a WebSocket handshake; a foreign one would ride on
+    // the user's cookies (cross-site WebSocket hijacking). No `Origin`: not a browser.
+    if let Some(origin) = ctx.origin.as_deref().filter(|_| websocket) {
+        let own = own_origin(ctx).is_some_and(|o| o.eq_ignore_ascii_case(origin));
+        if !own && !cors_allowed(state, origin) {
+            return Err(Reject::ForbiddenOrigin(origin.to_string()));
+        }
+    }
+    let ws_key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let slot = req.extensions_mut().remove::<crate::server::ConnSlot>();
     let (mut parts, incoming) = req.into_parts();
     let uri = route::join_upstream_uri(&route.upstream, &ctx.path, ctx.query.as_deref())
         .map_err(|e| Reject::BadRequest(e.to_string()))?;
@@ -331,11 +341,12 @@ async fn forward_to(
         headers::add_identity(h, &state.cfg.identity, &c.sub, &c.sid, &payload)
             .map_err(|e| Reject::Internal(e.to_string()))?;
     }
-    let mut up = Request::from_parts(parts, body::stream(incoming));
+    let (up_body, body_watch) = body::client_body(incoming, state.cfg.server.body_read_timeout);
+    let mut up = Request::from_parts(parts, up_body);
     *up.uri_mut() = uri;
 
     let started = Instant::now();
-    let result = state.upstream.send(up).await;
+    let result = state.upstream.send(up, &body_watch).await;
     state
         .metrics
         .upstream_duration_seconds
@@ -344,10 +355,22 @@ async fn forward_to(
     let mut resp = result.inspect_err(|e| {
         tracing::warn!(route = %route.name, error = %e, "upstream request failed");
     })?;
-    if let Some(up) = client_upgrade {
-        forward::splice_upgrade(up, &mut resp);
-    }
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        // Only a real WebSocket switch for the key the client sent becomes a tunnel.
+        match (client_upgrade, ws_key, slot) {
+            (Some(up), Some(key), Some(slot)) if forward::is_websocket_switch(&resp, &key) => {
+                forward::splice_websocket(up, &mut resp, slot);
+            }
+            _ => {
+                let e = Reject::BadGateway(
+                    "upstream switched protocols without a valid WebSocket handshake".into(),
+                );
+                tracing::warn!(route = %route.name, error = %e, "upstream request failed");
+                return Err(e);
+            }
+        }
+    }
     let (mut parts, incoming) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     Ok(Response::from_parts(parts, body::stream(incoming)))

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub job_runs_total: IntCounterVec,
     pub job_duration_seconds: HistogramVec,
     pub token_theft_total: IntCounter,
+    /// Connections the public listener closed on its own: `header_timeout`, `idle_timeout`,
+    /// `per_ip_limit`.
+    pub connections_closed_total: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -148,6 +151,12 @@ impl Metrics {
                 &["job"],
             ),
             token_theft_total: counter(&r, "token_theft_total", "Refresh-token thefts detected"),
+            connections_closed_total: counter_vec(
+                &r,
+                "connections_closed_total",
+                "Public-listener connections closed by the gateway, by reason",
+                &["reason"],
+            ),
             registry: r,
         }
     }

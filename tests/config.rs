@@ -46,6 +46,9 @@ fn defaults() {
     assert_eq!(cfg.server.admin_listen.to_string(), "127.0.0.1:9090");
     assert_eq!(cfg.server.shutdown_grace.as_secs(), 30);
     assert_eq!(cfg.server.upstream_timeout.as_secs(), 30);
+    assert_eq!(cfg.server.idle_timeout.as_secs(), 60);
+    assert_eq!(cfg.server.body_read_timeout.as_secs(), 30);
+    assert_eq!(cfg.server.max_connections_per_ip, 0);
     assert_eq!(cfg.store.connection_limit, 50);
     assert!(cfg.store.auto_migrate);
     assert_eq!(cfg.store.tables.signing_key, "signing_key");
@@ -182,6 +185,31 @@ fn ranges_and_rules() {
             &["server.trusted_proxies[0]"],
         ),
         ("server.tls.cert = \"/x.pem\"", &["server.tls.key"]),
+        ("server.idle_timeout_secs = 1", &[]),
+        ("server.idle_timeout_secs = 3600", &[]),
+        (
+            "server.idle_timeout_secs = 0",
+            &["server.idle_timeout_secs"],
+        ),
+        (
+            "server.idle_timeout_secs = 3601",
+            &["server.idle_timeout_secs"],
+        ),
+        ("server.body_read_timeout_secs = 1", &[]),
+        (
+            "server.body_read_timeout_secs = 0",
+            &["server.body_read_timeout_secs"],
+        ),
+        (
+            "server.body_read_timeout_secs = 3601",
+            &["server.body_read_timeout_secs"],
+        ),
+        ("server.max_connections_per_ip = 0", &[]),
+        ("server.max_connections_per_ip = 8", &[]),
+        (
+            "server.max_connections_per_ip = -1",
+            &["server.max_connections_per_ip"],
+        ),
         (
             "cors.allowed_origins = [\"*\"]",
             &["cors.allowed_origins[0]"],

@@ -63,6 +63,8 @@ async fn websocket_upgrade_on_an_authenticated_route() {
         .unwrap()
         .unwrap();
     assert_eq!(&buf, b"ping-123");
+    // An open tunnel would hold the shutdown until the grace period ends.
+    drop(s);
     gw.stop().await;
 }
 

@@ -47,6 +47,13 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Connections served at once on the public listener; more wait in the accept queue.
     pub max_connections: usize,
+    /// Time a keep-alive HTTP/1 connection, an HTTP/2 connection with no open stream, or a
+    /// WebSocket tunnel may stay idle before the gateway closes it.
+    pub idle_timeout: Duration,
+    /// Longest wait for the next piece of a client's request body.
+    pub body_read_timeout: Duration,
+    /// Connections one peer address may have open at once; 0 = no limit.
+    pub max_connections_per_ip: usize,
     pub trusted_proxies: Vec<Cidr>,
 }
 

@@ -34,6 +34,9 @@ pub struct RawServer {
     pub upstream_timeout_secs: Option<i64>,
     pub header_read_timeout_secs: Option<i64>,
     pub max_connections: Option<i64>,
+    pub idle_timeout_secs: Option<i64>,
+    pub body_read_timeout_secs: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
 }
 

@@ -59,6 +59,13 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         s.header_read_timeout.as_secs()
     )?;
     writeln!(out, "max_connections = {}", s.max_connections)?;
+    writeln!(out, "max_connections_per_ip = {}", s.max_connections_per_ip)?;
+    writeln!(out, "idle_timeout_secs = {}", s.idle_timeout.as_secs())?;
+    writeln!(
+        out,
+        "body_read_timeout_secs = {}",
+        s.body_read_timeout.as_secs()
+    )?;
     writeln!(
         out,
         "trusted_proxies = {}",

@@ -22,6 +22,8 @@ pub mod defaults {
     pub const UPSTREAM_TIMEOUT_SECS: i64 = 30;
     pub const HEADER_READ_TIMEOUT_SECS: i64 = 10;
     pub const MAX_CONNECTIONS: i64 = 10_000;
+    pub const IDLE_TIMEOUT_SECS: i64 = 60;
+    pub const BODY_READ_TIMEOUT_SECS: i64 = 30;
     pub const STORE_URL: &str = "sqlite://sessiongate.db";
     pub const CONNECTION_LIMIT: i64 = 50;
     pub const ACCESS_VALIDITY_SECS: i64 = 3600;
@@ -273,6 +275,27 @@ impl Validator {
             1,
             1_000_000,
         );
+        let idle_timeout = self.secs(
+            "server.idle_timeout_secs",
+            raw.idle_timeout_secs,
+            defaults::IDLE_TIMEOUT_SECS,
+            1,
+            3600,
+        );
+        let body_read_timeout = self.secs(
+            "server.body_read_timeout_secs",
+            raw.body_read_timeout_secs,
+            defaults::BODY_READ_TIMEOUT_SECS,
+            1,
+            3600,
+        );
+        let max_connections_per_ip = self.int(
+            "server.max_connections_per_ip",
+            raw.max_connections_per_ip,
+            0,
+            0,
+            1_000_000,
+        );
         let mut trusted_proxies = Vec::new();
         for (i, s) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
             match parse_cidr(s) {
@@ -293,6 +316,9 @@ impl Validator {
             upstream_timeout,
             header_read_timeout,
             max_connections: usize::try_from(max_connections).unwrap_or(1),
+            idle_timeout,
+            body_read_timeout,
+            max_connections_per_ip: usize::try_from(max_connections_per_ip).unwrap_or(0),
             trusted_proxies,
         }
     }

@@ -53,6 +53,8 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Result<Response<BoxBody
     let path = req.uri().path().to_string();
     if path.ends_with("/ws") {
         // A raw echo after a WebSocket-style upgrade; reports the identity it saw first.
+        // Answers with the RFC 6455 `Sec-WebSocket-Accept` for the request's key, or with
+        // none (`?accept=none`) or a wrong one (`?accept=wrong`).
         let user = req
             .headers()
             .get("x-user-id")
@@ -72,12 +74,24 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Result<Response<BoxBody
                 }
             }
         });
+        let accept = match query_param(req.uri(), "accept").as_deref() {
+            Some("none") => None,
+            Some("wrong") => Some(websocket_accept(b"not the key")),
+            _ => req
+                .headers()
+                .get("sec-websocket-key")
+                .map(|k| websocket_accept(k.as_bytes())),
+        };
         let mut resp = Response::new(full(Bytes::new()));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         resp.headers_mut()
             .insert("upgrade", "websocket".parse().unwrap());
         resp.headers_mut()
             .insert("connection", "upgrade".parse().unwrap());
+        if let Some(a) = accept {
+            resp.headers_mut()
+                .insert("sec-websocket-accept", a.parse().unwrap());
+        }
         return Ok(resp);
     }
     let uri = req.uri().clone();
@@ -171,6 +185,17 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Result<Response<BoxBody
         _ => {}
     }
     Ok(resp)
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2), computed independently of the gateway.
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::new()
+        .chain_update(key)
+        .chain_update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+        .finalize();
+    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 /// An mpsc receiver as a `Stream` (without pulling in tokio-stream).
