@@ -3,6 +3,10 @@
 //!
 //! Glues the pure core (`session/`) to the store and the key cache. Reads the clock here and
 //! passes `now` down. Knows nothing about HTTP: callers turn outcomes into responses.
+//!
+//! `verify` remembers verified access tokens in [`VerifiedTokens`], bounded to
+//! [`VERIFIED_CACHE_BYTES`] (16 MiB) of estimated memory with gradual eviction; expiry is
+//! checked on every hit.
 
 use std::sync::Arc;
 
