@@ -398,8 +398,6 @@ proptest! {
         if !same_token(&token, &flipped) {
             prop_assert!(access::verify(&flipped, &r.hs, NOW).is_err(), "{}", flipped);
         }
-        // A token of another deployment (same kid, other secret) is refused.
-        prop_assert!(access::verify(&token, &r.other, NOW).is_err());
     }
 
     #[test]
@@ -421,6 +419,8 @@ proptest! {
         h.kid = Some(signer.kid.clone());
         let wrong = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&wrong_secret)).unwrap();
         prop_assert_eq!(access::verify(&wrong, &r.hs, NOW), Err(AccessError::BadSignature));
+        // A genuine token of another deployment (same kids, other secrets).
+        prop_assert_eq!(access::verify(&token, &r.other, NOW), Err(AccessError::BadSignature));
 
         // The header's alg swapped, keeping payload and signature; and, for the HMAC family,
         // re-signed with the real secret under the other algorithm.
@@ -429,12 +429,10 @@ proptest! {
         let unsigned = format!("{}.{}.", header_json(alg, &signer.kid), parts[1]);
         prop_assert!(access::verify(&unsigned, &r.hs, NOW).is_err());
         let secret = &r.hs_rows.iter().find(|k| k.kid == signer.kid).unwrap().secret;
-        for other in [Algorithm::HS384, Algorithm::HS512] {
-            let mut h = Header::new(other);
-            h.kid = Some(signer.kid.clone());
-            let resigned = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(secret)).unwrap();
-            prop_assert_eq!(access::verify(&resigned, &r.hs, NOW), Err(AccessError::AlgorithmMismatch));
-        }
+        let mut h = Header::new(if compact { Algorithm::HS384 } else { Algorithm::HS512 });
+        h.kid = Some(signer.kid.clone());
+        let resigned = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(secret)).unwrap();
+        prop_assert_eq!(access::verify(&resigned, &r.hs, NOW), Err(AccessError::AlgorithmMismatch));
 
         // The kid changed, signature kept.
         if kid != signer.kid {
