@@ -1,8 +1,10 @@
 //! Micro-benchmarks of the pure session core (`cargo bench --bench core`): access-token mint
 //! and verify (HS256 and EdDSA), refresh-token parse + child derivation, the rotation
-//! decision. Plain timing loops (harness = false), median of 5 rounds, nanoseconds per op.
+//! decision, the verified-token cache (hit, and memory after 200,000 distinct tokens). Plain
+//! timing loops (harness = false), median of 5 rounds, nanoseconds per op.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sessiongate::config::SigningAlgorithm;
@@ -11,6 +13,7 @@ use sessiongate::keys::KeyRing;
 use sessiongate::session::access::{self, AccessClaims};
 use sessiongate::session::refresh::{RefreshToken, SessionHandle};
 use sessiongate::session::rotation::{decide, Presented, RotationPolicy, RotationState};
+use sessiongate::sessions::{VerifiedTokens, VERIFIED_CACHE_BYTES};
 
 fn median_ns(iters: u32, mut f: impl FnMut()) -> f64 {
     let mut rounds: Vec<f64> = (0..5)
@@ -95,4 +98,104 @@ fn main() {
         ));
     });
     println!("{:<40} {:>12.1}", "rotation decision", d);
+    verified_cache(&claims, now);
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// What `Sessions::verify` does on a miss, for tokens `range` (each distinct): verify, then
+/// remember.
+fn fill(
+    cache: &VerifiedTokens,
+    ring: &KeyRing,
+    template: &AccessClaims,
+    now: i64,
+    range: std::ops::Range<usize>,
+) {
+    let key = ring.signing_key().unwrap();
+    for i in range {
+        let c = AccessClaims {
+            sub: format!("user-{i}"),
+            ..template.clone()
+        };
+        let token = access::mint(&c, key).unwrap();
+        let verified = access::verify(&token, ring, now).unwrap();
+        cache.insert(&token, Arc::new(verified));
+    }
+}
+
+/// The cache's hit cost and memory: with the default bound after 200,000 distinct tokens
+/// (first, on a fresh heap), then the weight estimate against measured RSS growth per entry
+/// (a cache with room for everything, between 50,000 and 100,000 entries).
+fn verified_cache(template: &AccessClaims, now: i64) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let ring = KeyRing::from_stored(&[
+        new_refresh_key(0),
+        new_access_key(1, SigningAlgorithm::Hs256, 0),
+    ])
+    .unwrap();
+    let token = access::mint(template, ring.signing_key().unwrap()).unwrap();
+
+    let cache = VerifiedTokens::default();
+    let before = rss_bytes();
+    fill(&cache, &ring, template, now, 0..200_000);
+    let grown = rss_bytes().saturating_sub(before);
+    cache.insert(&token, Arc::new(template.clone()));
+    let hit = median_ns(1_000_000, || {
+        black_box(cache.get(black_box(&token), now));
+    });
+    println!("{:<40} {:>12.0}", "verified-token cache hit", hit);
+    // What a hit cost before the cache was bounded in bytes: a read-locked HashMap.
+    let map: std::sync::RwLock<std::collections::HashMap<Box<str>, Arc<AccessClaims>>> =
+        Default::default();
+    for i in 0..10_000 {
+        map.write()
+            .unwrap()
+            .insert(format!("{token}{i}").into(), Arc::new(template.clone()));
+    }
+    map.write()
+        .unwrap()
+        .insert(token.as_str().into(), Arc::new(template.clone()));
+    let old_hit = median_ns(1_000_000, || {
+        let m = map.read().unwrap();
+        black_box(
+            m.get(black_box(token.as_str()))
+                .filter(|c| now < c.expires_at_ms())
+                .cloned(),
+        );
+    });
+    println!(
+        "{:<40} {:>12.0}",
+        "  (before: RwLock<HashMap> hit)", old_hit
+    );
+    drop(map);
+    println!(
+        "200,000 distinct tokens, bound {:.0} MiB: {} entries, weight {:.2} MiB, RSS +{:.1} MiB",
+        mib(VERIFIED_CACHE_BYTES),
+        cache.len(),
+        mib(cache.weight()),
+        mib(grown),
+    );
+    drop(cache);
+
+    let roomy = VerifiedTokens::new(1 << 30);
+    fill(&roomy, &ring, template, now, 1_000_000..1_050_000);
+    let (rss_a, len_a, weight_a) = (rss_bytes(), roomy.len(), roomy.weight());
+    fill(&roomy, &ring, template, now, 1_050_000..1_100_000);
+    let entries = (roomy.len() - len_a) as u64;
+    println!(
+        "token {} B: estimated {} B/entry, measured {} B/entry (RSS growth over {entries} entries)",
+        token.len(),
+        (roomy.weight() - weight_a) / entries,
+        rss_bytes().saturating_sub(rss_a) / entries,
+    );
 }

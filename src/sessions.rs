@@ -7,9 +7,12 @@
 //! Input rules live here so every caller gets them, as [`SessionError::InvalidInput`]: user ids
 //! are 1..=255 bytes with no control characters and no edge whitespace; a JWT payload is a
 //! JSON object whose `sAccessToken` cookie fits [`MAX_ACCESS_COOKIE_BYTES`].
+//!
+//! `verify` remembers verified access tokens in [`VerifiedTokens`], bounded to
+//! [`VERIFIED_CACHE_BYTES`] (16 MiB) of estimated memory with gradual eviction; expiry is
+//! checked on every hit.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rand::RngCore;
 
@@ -110,28 +113,140 @@ pub const MAX_USER_ID_BYTES: usize = 255;
 /// least 4096 bytes.
 pub const MAX_ACCESS_COOKIE_BYTES: usize = 4096;
 
-/// Most verified tokens remembered; the cache is emptied when it is full.
-const VERIFIED_CACHE_MAX: usize = 10_000;
+/// Default bound of the verified-token cache, in estimated bytes (see [`VerifiedTokens`]).
+pub const VERIFIED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Per-entry cost that does not depend on the token: the `Arc<AccessClaims>` allocation, the
+/// cache's slot and hash-table entry, and allocator bookkeeping for the five allocations an
+/// entry makes (key, `Arc`, `sub`, `sid`, `anti_csrf`). Calibrated against RSS (see
+/// `benches/core.rs`).
+const ENTRY_OVERHEAD: u64 = std::mem::size_of::<AccessClaims>() as u64 + 160;
 
 /// Access tokens whose signature has been checked, so a browser sending the same token on
 /// every request costs one hash lookup instead of a signature check. Keyed by the whole token
 /// text; expiry is still checked against `now` on every hit, and a token only gets here after
-/// a full verification against the ring.
-#[derive(Default)]
-struct VerifiedTokens(RwLock<HashMap<Box<str>, Arc<AccessClaims>>>);
+/// a full verification against the ring. Revocation is not the cache's business: the caller
+/// checks the blacklist after every `verify`, hit or miss.
+///
+/// Bounded in bytes, not entries: each entry weighs its token's length plus an estimate of
+/// its claims' heap size ([`claims_weight`]), and the total stays under the bound given to
+/// [`VerifiedTokens::new`] ([`VERIFIED_CACHE_BYTES`] for [`Sessions`]). Eviction is gradual
+/// (quick_cache's S3-FIFO: a new token waits in a small probation queue and moves to the main
+/// queue once it is used again), so a flood of one-off tokens pushes out other one-off tokens,
+/// not the sessions that are in use, and the cache is never emptied at once.
+pub struct VerifiedTokens {
+    cache: quick_cache::sync::Cache<Box<str>, Verified, ByWeight>,
+}
+
+#[derive(Clone)]
+struct Verified {
+    claims: Arc<AccessClaims>,
+    /// Computed once at insertion: the weigher runs during eviction and must be cheap.
+    weight: u64,
+}
+
+#[derive(Clone, Copy)]
+struct ByWeight;
+
+impl quick_cache::Weighter<Box<str>, Verified> for ByWeight {
+    fn weight(&self, _token: &Box<str>, v: &Verified) -> u64 {
+        v.weight
+    }
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self::new(VERIFIED_CACHE_BYTES)
+    }
+}
+
+/// Estimated heap bytes of a JSON value (serde_json's default `BTreeMap` objects: one node of
+/// ~11 entries per 8 keys on average).
+fn json_weight(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    const VALUE: u64 = std::mem::size_of::<Value>() as u64;
+    const KEY: u64 = std::mem::size_of::<String>() as u64;
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.len() as u64,
+        Value::Array(a) => a.len() as u64 * VALUE + a.iter().map(json_weight).sum::<u64>(),
+        Value::Object(m) if m.is_empty() => 0,
+        Value::Object(m) => {
+            let nodes = (m.len() as u64).div_ceil(8);
+            nodes * (11 * (KEY + VALUE) + 48)
+                + m.iter()
+                    .map(|(k, v)| k.len() as u64 + json_weight(v))
+                    .sum::<u64>()
+        }
+    }
+}
+
+/// The estimated memory one cache entry holds: the token text (the key), the claims' strings
+/// and payload, and a fixed [`ENTRY_OVERHEAD`].
+pub fn claims_weight(token: &str, c: &AccessClaims) -> u64 {
+    ENTRY_OVERHEAD
+        + token.len() as u64
+        + c.sub.len() as u64
+        + c.sid.len() as u64
+        + c.anti_csrf.as_ref().map_or(0, |a| a.len() as u64)
+        + json_weight(&c.payload)
+}
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, now: Millis) -> Option<Arc<AccessClaims>> {
-        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
-        map.get(token).filter(|c| now < c.expires_at_ms()).cloned()
+    /// A cache holding at most `max_bytes` of estimated weight.
+    pub fn new(max_bytes: u64) -> Self {
+        // A new token gets a tenth of the space to prove it is used again (quick_cache's
+        // default is 3%, which a burst of logins would sweep before their second request).
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity((max_bytes / 1024).max(64) as usize)
+            .weight_capacity(max_bytes)
+            .hot_allocation(0.9)
+            .build()
+            .expect("valid cache options");
+        Self {
+            cache: quick_cache::sync::Cache::with_options(
+                options,
+                ByWeight,
+                Default::default(),
+                Default::default(),
+            ),
+        }
     }
 
-    fn insert(&self, token: &str, claims: Arc<AccessClaims>) {
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= VERIFIED_CACHE_MAX {
-            map.clear();
+    /// The claims of `token` if it was verified before and has not expired at `now`.
+    pub fn get(&self, token: &str, now: Millis) -> Option<Arc<AccessClaims>> {
+        let hit = self.cache.get(token)?;
+        if now < hit.claims.expires_at_ms() {
+            return Some(hit.claims);
         }
-        map.insert(token.into(), claims);
+        // Expired for good (the clock only moves on): free its space now.
+        self.cache.remove(token);
+        None
+    }
+
+    /// Remembers a token that has just been verified in full.
+    pub fn insert(&self, token: &str, claims: Arc<AccessClaims>) {
+        let weight = claims_weight(token, &claims);
+        self.cache.insert(token.into(), Verified { claims, weight });
+    }
+
+    /// The estimated bytes held now (never above [`VerifiedTokens::capacity`]).
+    pub fn weight(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// The bound given to [`VerifiedTokens::new`].
+    pub fn capacity(&self) -> u64 {
+        self.cache.capacity()
+    }
+
+    /// Tokens held now.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
     }
 }
 
@@ -471,5 +586,100 @@ impl<S: SessionStore> Sessions<S> {
             .store
             .revoke_user_sessions(user_id, self.clock.now_ms())
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod verified_tests {
+    use super::*;
+
+    const NOW: Millis = 1_700_000_000_000;
+
+    fn claims(i: usize, exp_secs: i64) -> Arc<AccessClaims> {
+        Arc::new(AccessClaims {
+            sub: format!("user-{i}"),
+            sid: format!("handle-{i:016}"),
+            iat: NOW / 1000,
+            exp: exp_secs,
+            anti_csrf: Some(format!("csrf-{i:032}")),
+            payload: serde_json::json!({"role": "member", "n": i}),
+        })
+    }
+
+    /// A distinct token of realistic length.
+    fn token(i: usize) -> String {
+        format!("eyJhbGciOiJIUzI1NiJ9.{}.{i:043}", "p".repeat(240))
+    }
+
+    #[test]
+    fn bounded_in_bytes_with_gradual_eviction() {
+        let bound = 256 * 1024;
+        let cache = VerifiedTokens::new(bound);
+        let exp = NOW / 1000 + 3600;
+        let per_entry = claims_weight(&token(0), &claims(0, exp));
+        let fits = (bound / per_entry) as usize;
+        // Tokens in use: verified once, then seen again on every "request".
+        let active: Vec<usize> = (0..fits / 4).collect();
+        for &i in &active {
+            cache.insert(&token(i), claims(i, exp));
+        }
+        let mut most = 0;
+        // Far more one-off tokens than the bound holds (the old cache cleared itself every
+        // 10,000 entries).
+        for i in 1_000_000..1_025_000 {
+            cache.insert(&token(i), claims(i, exp));
+            assert!(cache.weight() <= cache.capacity(), "over the bound at {i}");
+            if i % 16 == 0 {
+                for &a in &active {
+                    assert!(
+                        cache.get(&token(a), NOW).is_some(),
+                        "active token {a} lost at {i}"
+                    );
+                }
+            }
+            // Gradual: never down to a fraction of what it held.
+            most = most.max(cache.len());
+            assert!(
+                cache.len() * 2 >= most,
+                "{} of {most} left at {i}",
+                cache.len()
+            );
+            // The newest token is always there.
+            assert!(cache.get(&token(i), NOW).is_some());
+        }
+        assert!(cache.capacity() >= bound && cache.capacity() < bound + 4096);
+        assert!(
+            cache.weight() > bound / 2,
+            "the space is used: {}",
+            cache.weight()
+        );
+        println!(
+            "{} entries of ~{per_entry} B in {} of {} B",
+            cache.len(),
+            cache.weight(),
+            cache.capacity()
+        );
+    }
+
+    #[test]
+    fn expiry_is_checked_on_every_hit() {
+        let cache = VerifiedTokens::new(VERIFIED_CACHE_BYTES);
+        let exp_secs = NOW / 1000 + 60;
+        cache.insert(&token(1), claims(1, exp_secs));
+        assert!(cache.get(&token(1), exp_secs * 1000 - 1).is_some());
+        assert!(cache.get(&token(1), exp_secs * 1000).is_none());
+        assert!(cache.is_empty(), "an expired token is dropped when seen");
+        assert!(cache.get(&token(2), NOW).is_none());
+    }
+
+    #[test]
+    fn weight_grows_with_token_and_payload() {
+        let small = claims(1, 0);
+        let mut big = (*small).clone();
+        big.payload = serde_json::json!({"blob": "x".repeat(4000), "list": [1, 2, 3]});
+        let t = token(1);
+        let long = format!("{t}{}", "y".repeat(4000));
+        assert!(claims_weight(&long, &small) >= claims_weight(&t, &small) + 4000);
+        assert!(claims_weight(&t, &big) >= claims_weight(&t, &small) + 4000);
     }
 }

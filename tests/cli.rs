@@ -292,3 +292,231 @@ fn store_unreachable_exits_69() {
     assert_eq!(code, 69, "{out}{err}");
     assert!(err.starts_with("error:"), "{err}");
 }
+
+/// The placeholder secrets shipped in `deploy/`, read from the files themselves so a new
+/// placeholder there cannot slip past: the Kubernetes Secret's admin key and database URL.
+fn kubernetes_placeholders() -> (String, String) {
+    let yaml = include_str!("../deploy/kubernetes/sessiongate.yaml");
+    let value = |key: &str| {
+        yaml.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("no {key} in the Kubernetes manifest"))
+            .trim()
+            .to_string()
+    };
+    (value("admin-api-key"), value("store-url"))
+}
+
+/// Item 11: `check-config` and `serve` refuse the admin keys and database passwords shipped as
+/// placeholders (exit 64, naming the key and saying why, the secret itself never printed).
+#[test]
+fn shipped_placeholder_secrets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k8s_key, k8s_url) = kubernetes_placeholders();
+    // The value `deploy/admin_key.example` held, as compose mounted it: a file.
+    let old_example = write(
+        dir.path(),
+        "admin_key",
+        "example-admin-key-change-me-0123456789\n",
+    );
+    let cfg = write(
+        dir.path(),
+        "gateway.toml",
+        &minimal("sqlite::memory:").replace(&format!("admin.api_key = \"{API_KEY}\"\n"), ""),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let file_var = old_example.to_str().unwrap();
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        (
+            "compose's admin key file",
+            vec![("SESSIONGATE_ADMIN__API_KEY_FILE", file_var)],
+            &["admin.api_key_file"],
+        ),
+        (
+            "Kubernetes Secret",
+            vec![
+                ("SESSIONGATE_ADMIN__API_KEY", &k8s_key),
+                ("SESSIONGATE_STORE__URL", &k8s_url),
+            ],
+            &["admin.api_key", "store.url"],
+        ),
+        (
+            "the old compose database URL",
+            vec![(
+                "SESSIONGATE_STORE__URL",
+                "mysql://sessiongate:change-me@db:3306/auth_session",
+            )],
+            &["store.url"],
+        ),
+        (
+            "the README's MySQL snippet",
+            vec![(
+                "SESSIONGATE_STORE__URL",
+                "mysql://user:password@db:3306/auth_session",
+            )],
+            &["store.url"],
+        ),
+        (
+            "gateway.toml's commented example",
+            vec![(
+                "SESSIONGATE_ADMIN__API_KEY",
+                "change-me-to-a-long-random-string",
+            )],
+            &["admin.api_key"],
+        ),
+    ];
+    for (name, env, keys) in cases {
+        for cmd in ["check-config", "serve"] {
+            let (code, out, err) = run(&[cmd, "--config", cfg], &env);
+            assert_eq!(code, 64, "{name}, {cmd}: stdout:\n{out}\nstderr:\n{err}");
+            for key in keys {
+                let line = err
+                    .lines()
+                    .find(|l| l.starts_with(&format!("{key}:")))
+                    .unwrap_or_else(|| panic!("{name}, {cmd}: no line for {key} in:\n{err}"));
+                assert!(line.contains("shipped placeholder"), "{name}: {line}");
+            }
+            for (_, secret) in &env {
+                if let Some(pass) = secret.strip_prefix("mysql://") {
+                    let pass = pass.split_once(':').unwrap().1.split_once('@').unwrap().0;
+                    assert!(!err.contains(&format!(":{pass}@")), "{name}: {err}");
+                } else if !secret.starts_with('/') {
+                    assert!(!err.contains(secret), "{name}: secret printed: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// The compose configuration passes `check-config` once its secrets are generated, with the
+/// environment compose.yaml sets; and compose publishes the admin port on loopback only.
+#[test]
+fn compose_config_passes_with_generated_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = write(
+        dir.path(),
+        "admin_key",
+        "9f2c4b7e1a6d3f8e0b5c2a7d4e1f6b3c\n",
+    );
+    let compose_toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.compose.toml");
+    let env = [
+        (
+            "SESSIONGATE_STORE__URL",
+            "mysql://sessiongate:4d1f9a7c2e6b8d3f@db:3306/auth_session",
+        ),
+        ("SESSIONGATE_SERVER__LISTEN", "0.0.0.0:8080"),
+        ("SESSIONGATE_SERVER__ADMIN_LISTEN", "0.0.0.0:9090"),
+        ("SESSIONGATE_ADMIN__API_KEY_FILE", key.to_str().unwrap()),
+    ];
+    let (code, out, err) = run(
+        &["check-config", "--config", compose_toml.to_str().unwrap()],
+        &env,
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+
+    let compose = include_str!("../deploy/compose.yaml");
+    let port_lines: Vec<&str> = compose
+        .lines()
+        .filter(|l| l.trim_start().starts_with("ports:"))
+        .collect();
+    assert_eq!(port_lines.len(), 2, "{port_lines:?}");
+    for l in port_lines {
+        for mapping in l.split('"').filter(|m| m.ends_with(":9090")) {
+            assert!(
+                mapping.starts_with("127.0.0.1:"),
+                "admin port published widely: {l}"
+            );
+        }
+        assert!(l.contains(":9090\""), "{l}");
+    }
+    assert!(
+        !compose.contains("change-me") && !compose.contains("admin_key.example"),
+        "compose.yaml ships no secret"
+    );
+}
+
+/// Item 11: `signing_key.secret_file` is the key as raw bytes (one trailing newline dropped),
+/// through the real binary: a token signed with those exact bytes is accepted; one signed with
+/// the lossy UTF-8 form the gateway used to derive is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_secret_file_is_used_as_raw_bytes() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use sessiongate::keys::KeyRing;
+    use sessiongate::session::access::AccessClaims;
+
+    // Not UTF-8, with NUL, a leading space and a CR: everything lossy decoding or trimming
+    // would change.
+    let mut secret: Vec<u8> = b" \xff\xfe\x00binary-secret\x80\xc3(".to_vec();
+    secret.extend((0u8..24).map(|i| i.wrapping_mul(37) ^ 0xa5));
+    secret.push(b'\r');
+    secret.push(b' ');
+    assert!(std::str::from_utf8(&secret).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwt-secret");
+    let mut on_disk = secret.clone();
+    on_disk.extend_from_slice(b"\r\n");
+    std::fs::write(&file, &on_disk).unwrap();
+    let lossy = String::from_utf8_lossy(&on_disk).trim().as_bytes().to_vec();
+    assert_ne!(lossy, secret);
+
+    let up = harness::TestUpstream::start().await;
+    let db = common::TestSqlite::new();
+    let extra = format!(
+        "tokens.access_token.signing_key.secret_file = {:?}",
+        file.to_str().unwrap()
+    );
+    let mut gw = ops::Gateway::spawn(&db.url(), &up.url(), &extra);
+    gw.wait_ready().await;
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = AccessClaims {
+        sub: "raw-bytes-user".into(),
+        sid: "handle-raw".into(),
+        iat: now,
+        exp: now + 60,
+        anti_csrf: None,
+        payload: serde_json::json!({"k": 1}),
+    };
+    let kid_of = |key: &[u8]| {
+        KeyRing::from_static_secret(key)
+            .unwrap()
+            .signing_key()
+            .unwrap()
+            .kid
+            .clone()
+    };
+    let mint = |kid: String, key: &[u8]| {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid);
+        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(key)).unwrap()
+    };
+    let cases = [
+        ("exact bytes", mint(kid_of(&secret), &secret), 200),
+        ("lossy form, its own kid", mint(kid_of(&lossy), &lossy), 401),
+        (
+            "lossy form, the exact kid",
+            mint(kid_of(&secret), &lossy),
+            401,
+        ),
+        (
+            "exact bytes with the newline kept",
+            mint(kid_of(&secret), &on_disk),
+            401,
+        ),
+    ];
+    for (name, token, want) in cases {
+        let mut b = harness::Browser::new(gw.public_addr);
+        b.jar.insert("sAccessToken".into(), token);
+        b.jar.insert("sIdRefreshToken".into(), "present".into());
+        let r = b.get("/api/me").await;
+        assert_eq!(r.status, want, "{name}: {}", r.text());
+        if want == 200 {
+            assert_eq!(r.upstream_header("x-user-id").unwrap(), "raw-bytes-user");
+        }
+    }
+    gw.terminate_cleanly().await;
+}

@@ -246,6 +246,33 @@ fn ranges_and_rules() {
         ),
         ("identity.user_id_header = \"X-Remote-User\"", &[]),
         ("admin.api_key = \"short\"", &["admin.api_key"]),
+        // Placeholders shipped in deploy/, gateway.toml and the README (item 11).
+        (
+            "admin.api_key = \"example-admin-key-change-me-0123456789\"",
+            &["admin.api_key"],
+        ),
+        (
+            "admin.api_key = \"change-me-to-a-long-random-string\"",
+            &["admin.api_key"],
+        ),
+        (
+            "admin.api_key = \"change-me-to-a-long-random-string-2\"",
+            &["admin.api_key"],
+        ),
+        ("admin.api_key = \"a-key-of-my-own-0123456789\"", &[]),
+        (
+            "store.url = \"mysql://sessiongate:change-me@db:3306/auth_session\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://user:password@db:3306/auth_session\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://user:s3cret-of-mine@db:3306/auth_session\"",
+            &[],
+        ),
+        ("store.url = \"mysql://root@db:3306/auth_session\"", &[]),
         ("logging.format = \"xml\"", &["logging.format"]),
         (
             "tokens.access_token.validity_secs = \"ten\"",
@@ -434,4 +461,52 @@ fn route_path_options_name_their_allowed_values() {
         sessiongate::config::PathParams::Reject
     );
     assert!(!cfg.routes[0].case_insensitive);
+}
+
+/// `signing_key.secret_file` holds the key as raw bytes (item 11): binary content is fine,
+/// only one trailing newline is dropped, and fewer than 32 bytes is reported by the loader
+/// (so `check-config` says so, not only `serve`).
+#[test]
+fn secret_file_is_read_as_bytes() {
+    use sessiongate::config::read_secret_file;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let binary: Vec<u8> = (0u8..=255).rev().take(40).collect();
+    let cases: Vec<(&[u8], &[u8])> = vec![
+        (&binary, &binary),
+        (b"k\n", b"k"),
+        (b"k\r\n", b"k"),
+        (b"k\n\n", b"k\n"),
+        (b"k\r", b"k\r"),
+        (b" k \n", b" k "),
+        (b"\xff\xfe\n", b"\xff\xfe"),
+        (b"", b""),
+    ];
+    for (i, (on_disk, key)) in cases.into_iter().enumerate() {
+        let p = file(&format!("case{i}"), on_disk);
+        assert_eq!(read_secret_file(&p).unwrap(), key, "case {i}: {on_disk:?}");
+    }
+
+    let key = "tokens.access_token.signing_key.secret_file";
+    let with = |p: &std::path::Path| toml(&format!("{key} = {:?}", p.to_str().unwrap()));
+    let mut exact_32 = binary[..32].to_vec();
+    exact_32.push(b'\n');
+    let good = [file("bin", &binary), file("exact32", &exact_32)];
+    for p in &good {
+        assert_eq!(problems(&with(p)), Vec::<String>::new(), "{p:?}");
+    }
+    let short = file("short", &[0xffu8; 31]);
+    let err = load_from_str(&with(&short)).unwrap_err();
+    let line = err.problem(key).expect("reported").to_string();
+    assert!(
+        line.contains("31 bytes") && line.contains("at least 32"),
+        "{line}"
+    );
+    for blank in [file("empty", b""), file("newline", b"\n")] {
+        assert_eq!(problems(&with(&blank)), vec![key.to_string()]);
+    }
 }

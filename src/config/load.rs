@@ -422,8 +422,21 @@ fn one_line(msg: &str) -> String {
         .join("; ")
 }
 
-/// The checks that need the filesystem: key files must be readable and non-empty, TLS files
-/// readable. Reads the admin key file into the raw form for the validator.
+/// The contents of a key file as the key: its exact bytes, minus one trailing `\n` or `\r\n`
+/// (the newline editors and `echo` add). Nothing else is trimmed or decoded: a binary secret
+/// is used as it is.
+pub fn read_secret_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path)?;
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(bytes.len() - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.truncate(bytes.len() - 1);
+    }
+    Ok(bytes)
+}
+
+/// The checks that need the filesystem: key files must be readable and hold a usable key,
+/// TLS files readable. Reads the admin key file into the raw form for the validator.
 fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
     let secret = raw
         .tokens
@@ -434,7 +447,8 @@ fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
         .filter(|s| !s.trim().is_empty());
     if let Some(file) = secret {
         let key = "tokens.access_token.signing_key.secret_file";
-        match std::fs::read(file) {
+        let min = crate::keys::ring::MIN_STATIC_SECRET_BYTES;
+        match read_secret_file(Path::new(file)) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
                 problems.push(ConfigProblem::new(
                     key,
@@ -443,6 +457,12 @@ fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
                     "a non-empty key file",
                 ))
             }
+            Ok(bytes) if bytes.len() < min => problems.push(ConfigProblem::new(
+                key,
+                format!("key file holds {} bytes", bytes.len()),
+                format!("{file:?}"),
+                format!("a key file of at least {min} bytes (one trailing newline is not counted)"),
+            )),
             Ok(_) => {}
             Err(e) => problems.push(ConfigProblem::new(
                 key,

@@ -16,7 +16,8 @@ mod render;
 pub mod validate;
 
 pub use load::{
-    config_path, load, load_from_str, load_with_env, ConfigError, ConfigProblem, ConfigSource,
+    config_path, load, load_from_str, load_with_env, read_secret_file, ConfigError, ConfigProblem,
+    ConfigSource,
 };
 pub use render::render_masked;
 pub use validate::validate;
@@ -190,7 +191,8 @@ pub struct AccessTokenConfig {
 pub struct SigningKeyConfig {
     pub dynamic: bool,
     pub update_interval_hours: u32,
-    /// A static key the operator manages; when set, dynamic keys are off.
+    /// A static key the operator manages; when set, dynamic keys are off. Its bytes are the
+    /// key (see [`read_secret_file`](load::read_secret_file)).
     pub secret_file: Option<PathBuf>,
     pub algorithm: SigningAlgorithm,
 }

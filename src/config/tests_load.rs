@@ -356,10 +356,13 @@ fn key_files_are_read() {
         &format!("[admin]\napi_key_file = {:?}", empty.display().to_string()),
         &[("admin.api_key_file", "empty")],
     );
+    // A signing secret needs 32 bytes; the 21-byte admin key is too short for one.
+    let jwt = dir.path().join("jwt.key");
+    std::fs::write(&jwt, [0xa5u8; 32]).unwrap();
     let c = run(
         &format!(
             "[tokens.access_token.signing_key]\nsecret_file = {:?}",
-            admin.display().to_string()
+            jwt.display().to_string()
         ),
         &[],
     )
@@ -368,9 +371,19 @@ fn key_files_are_read() {
     check(
         &format!(
             "[tokens.access_token.signing_key]\ndynamic = true\nsecret_file = {:?}",
-            admin.display().to_string()
+            jwt.display().to_string()
         ),
         &[("tokens.access_token.signing_key.dynamic", "conflicts")],
+    );
+    check(
+        &format!(
+            "[tokens.access_token.signing_key]\nsecret_file = {:?}",
+            admin.display().to_string()
+        ),
+        &[(
+            "tokens.access_token.signing_key.secret_file",
+            "holds 21 bytes",
+        )],
     );
 }
 

@@ -42,6 +42,26 @@ pub mod defaults {
 /// The shortest admin API key accepted.
 pub const MIN_ADMIN_KEY_LEN: usize = 16;
 
+/// Secrets shipped as examples in `deploy/` (`admin_key.example`, `compose.yaml`,
+/// `kubernetes/sessiongate.yaml`), the shipped `gateway.toml` and the README. A configuration
+/// holding one was copied without being filled in, and anyone who read the repository knows
+/// it, so it is refused. Any secret containing `change-me` is refused the same way.
+pub const SHIPPED_PLACEHOLDERS: &[&str] = &[
+    "example-admin-key-change-me-0123456789",
+    "change-me-to-a-long-random-string",
+    "change-me",
+    "password",
+];
+
+/// Whether `secret` is (or plainly is an edit of) a placeholder this project ships.
+pub fn is_shipped_placeholder(secret: &str) -> bool {
+    let s = secret.trim();
+    SHIPPED_PLACEHOLDERS.contains(&s) || s.to_ascii_lowercase().contains("change-me")
+}
+
+const PLACEHOLDER_MESSAGE: &str =
+    "is the shipped placeholder (from deploy/, gateway.toml or the README), known to anyone who read them";
+
 /// Headers the gateway must never let an identity header collide with: hop-by-hop and
 /// framing headers (RFC 9110 §7.6.1, RFC 9112 §6), and the ones carrying credentials.
 const RESERVED_HEADERS: &[&str] = &[
@@ -366,6 +386,19 @@ impl Validator {
                 }
             },
         };
+        if let StoreUrl::Mysql(u) = &url {
+            let pass = mysql_async::Opts::from_url(u)
+                .ok()
+                .and_then(|o| o.pass().map(|p| p.to_string()));
+            if pass.as_deref().is_some_and(is_shipped_placeholder) {
+                self.push(
+                    "store.url",
+                    &format!("the database password {PLACEHOLDER_MESSAGE}"),
+                    quoted(&mask_url_password(u)),
+                    "a database password of your own",
+                );
+            }
+        }
         let connection_limit = self.int(
             "store.connection_limit",
             raw.connection_limit,
@@ -756,6 +789,15 @@ impl Validator {
                 "admin API key too short",
                 format!("*** ({chars} characters)"),
                 format!("at least {MIN_ADMIN_KEY_LEN} characters"),
+            );
+            return AdminConfig::default();
+        }
+        if is_shipped_placeholder(&key) {
+            self.push(
+                key_name,
+                &format!("admin API key {PLACEHOLDER_MESSAGE}"),
+                "***",
+                "a key of your own, e.g. from `openssl rand -hex 32`",
             );
             return AdminConfig::default();
         }

@@ -48,12 +48,13 @@ impl KeyPolicy {
         let static_secret = match &sk.secret_file {
             None => None,
             Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| KeyCacheError::SecretFile {
-                    path: path.display().to_string(),
-                    why: e.to_string(),
+                let bytes = crate::config::read_secret_file(path).map_err(|e| {
+                    KeyCacheError::SecretFile {
+                        path: path.display().to_string(),
+                        why: e.to_string(),
+                    }
                 })?;
-                let trimmed = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
-                Some(trimmed)
+                Some(bytes)
             }
         };
         Ok(Self {

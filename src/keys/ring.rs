@@ -18,6 +18,9 @@ use crate::store::{KeyPurpose, StoredKey};
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The shortest static secret (`signing_key.secret_file`) accepted, in bytes.
+pub const MIN_STATIC_SECRET_BYTES: usize = 32;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("no refresh-token key in the key ring")]
@@ -192,7 +195,7 @@ impl KeyRing {
     /// `kid` is derived from the secret, and a refresh key derived from it too, so no secret is
     /// written to the store.
     pub fn from_static_secret(secret: &[u8]) -> Result<Self, KeyError> {
-        if secret.len() < 32 {
+        if secret.len() < MIN_STATIC_SECRET_BYTES {
             return Err(KeyError::Invalid {
                 kid: "static".into(),
                 why: "secret_file must hold at least 32 bytes".into(),
