@@ -396,9 +396,15 @@ async fn tls_certificate_files_are_reloaded_without_a_signal() {
     assert_eq!(der, two.der);
 
     // The connection opened under certificate 1 still works.
-    let req =
-        format!("GET /public/old-conn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    open.write_all(req.as_bytes()).await.unwrap();
+    open.write_all(
+        b"GET /public/old-conn HTTP/1.1
+Host: localhost
+Connection: close
+
+",
+    )
+    .await
+    .unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut answer))
         .await
