@@ -397,11 +397,7 @@ async fn tls_certificate_files_are_reloaded_without_a_signal() {
 
     // The connection opened under certificate 1 still works.
     open.write_all(
-        b"GET /public/old-conn HTTP/1.1
-Host: localhost
-Connection: close
-
-",
+        b"GET /public/old-conn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await
     .unwrap();
