@@ -158,12 +158,15 @@ auth = "public"
 async fn sighup_reloads_live_keys_and_leaves_open_requests_alone() {
     let db = common::TestSqlite::new();
     let up = TestUpstream::start().await;
-    let mut gw = Gateway::spawn(&db.url(), &up.url(), "");
+    // An environment override, which a reload must apply again: /api made public.
+    let env = [("SESSIONGATE_ROUTES__0__AUTH", "public")];
+    let mut gw = Gateway::spawn_with_env(&db.url(), &up.url(), "", &env);
     gw.wait_ready().await;
     let addr = gw.public_addr;
 
     // Before: route A answers, B does not exist; requests are in the access log.
     let mut conn1 = h1(addr).await;
+    assert_eq!(send_h1(&mut conn1, addr, "/api/x").await.status(), 200);
     assert_eq!(send_h1(&mut conn1, addr, "/beta/x").await.status(), 404);
     assert_eq!(send_h1(&mut conn1, addr, "/public/x").await.status(), 200);
     assert_eq!(access_lines(&gw, "/public/x"), 1, "{}", gw.log_text());
@@ -216,6 +219,7 @@ async fn sighup_reloads_live_keys_and_leaves_open_requests_alone() {
     let mut conn3 = h1(addr).await;
     assert_eq!(send_h1(&mut conn3, addr, "/beta/new").await.status(), 200);
     assert_eq!(send_h1(&mut conn3, addr, "/public/y").await.status(), 200);
+    assert_eq!(send_h1(&mut conn3, addr, "/api/y").await.status(), 200);
 
     // The restart-only key kept its value: still on the old port, not on the new one.
     let messages = log_messages(&gw);
