@@ -4,36 +4,66 @@
 //!
 //! [`start_on`] takes bound listeners and a [`Clock`], so tests run a real gateway on port 0
 //! and move time forward without sleeping.
+//!
+//! Reload: the handlers serve each request with the generation of [`AppState`] current when
+//! it arrived ([`Live`]). [`Reloader::apply`] (SIGHUP in [`serve`]) turns a newly loaded
+//! config into the next generation: restart-only keys keep their running value with one
+//! error line each (`config::reload` lists them and says why), an invalid file changes
+//! nothing and is logged one problem per line, and the result is counted in
+//! `sessiongate_config_reloads_total{result}`. The TLS certificate and key are read again on
+//! every reload and whenever their contents change (polled every [`TLS_POLL`], or
+//! `$SG_TLS_POLL_MS` milliseconds, a knob for tests); new connections get the new certificate.
+//! The jobs keep the first generation: they read only the store, keys, blacklist, metrics,
+//! clock and `tokens.*`, all restart-only or shared.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::blacklist::Blacklist;
+use crate::cli::LogLevel;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{self, Config, ConfigError};
 use crate::jobs::Jobs;
 use crate::keys::{KeyCache, KeyPolicy};
 use crate::metrics::Metrics;
-use crate::server::{self, Limits};
+use crate::server::{self, Limits, TlsSwap};
 use crate::sessions::{SessionSettings, Sessions};
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::store::metered::Metered;
 use crate::store::{self, SessionStore};
+
+/// How often the TLS certificate and key files are checked for changes.
+pub const TLS_POLL: Duration = Duration::from_secs(5);
 
 /// A running gateway.
 pub struct Gateway {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The first generation (its shared parts — sessions, metrics, clock… — are every
+    /// generation's); [`Gateway::current`] is the one serving now.
     pub state: AppState,
+    reloader: Reloader,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
+    /// The generation new requests are served with.
+    pub fn current(&self) -> AppState {
+        self.reloader.live.current()
+    }
+
+    /// A handle that applies new configurations to this gateway.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Begins the shutdown sequence; [`Gateway::wait`] returns when it is over.
     pub fn shutdown(&self) {
         self.state.start_draining();
@@ -99,7 +129,7 @@ pub async fn start_on(
         None
     };
     let tls = match &cfg.server.tls {
-        Some(t) => Some(server::tls_acceptor(&t.cert, &t.key)?),
+        Some(t) => Some(TlsSwap::load(&t.cert, &t.key)?),
         None => None,
     };
     let limits = Limits {
@@ -114,20 +144,35 @@ pub async fn start_on(
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
+    let live = Live::new(&state);
+    let reloader = Reloader {
+        live: live.clone(),
+        tls: tls.clone(),
+    };
+    if let (Some(swap), Some(files)) = (&tls, &state.cfg.server.tls) {
+        let seen = tls_fingerprint(&files.cert, &files.key).await;
+        tokio::spawn(watch_tls_files(
+            live.clone(),
+            swap.clone(),
+            seen,
+            tls_poll_interval(),
+            stop_rx.clone(),
+        ));
+    }
 
     let wait_stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let st = state.clone();
+    let lv = live.clone();
     let public_task = tokio::spawn(server::serve(
         public,
         tls,
         limits.clone(),
         Some(state.metrics.connections_closed_total.clone()),
-        move |req, peer| crate::gateway::handle(st.clone(), req, peer),
+        move |req, peer| crate::gateway::handle(lv.current(), req, peer),
         wait_stop(stop_rx.clone()),
     ));
-    let st = state.clone();
+    let lv = live.clone();
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(server::serve(
         admin,
@@ -138,7 +183,7 @@ pub async fn start_on(
             ..limits
         },
         None,
-        move |req, _| crate::admin::handle(st.clone(), req),
+        move |req, _| crate::admin::handle(lv.current(), req),
         wait_stop(admin_stop_rx),
     ));
     let st = state.clone();
@@ -160,9 +205,128 @@ pub async fn start_on(
         public_addr,
         admin_addr,
         state,
+        reloader,
         stop,
         task,
     })
+}
+
+/// Applies new configurations to a running gateway (see the module doc).
+#[derive(Clone)]
+pub struct Reloader {
+    live: Live,
+    tls: Option<TlsSwap>,
+}
+
+impl Reloader {
+    /// Applies the result of loading the configuration again from `origin` (a file path, for
+    /// the log). Returns whether it was applied; `log` gets the new `logging.level`.
+    pub fn apply(&self, loaded: Result<Config, ConfigError>, origin: &str, log: &LogLevel) -> bool {
+        let current = self.live.current();
+        let reloads = &current.metrics.config_reloads_total;
+        let new = match loaded {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                tracing::error!(
+                    file = origin,
+                    "configuration reload refused, nothing changed; invalid configuration:"
+                );
+                for p in &e.problems {
+                    tracing::error!("{p}");
+                }
+                reloads.with_label_values(&["error"]).inc();
+                return false;
+            }
+        };
+        let (next, kept) = config::reload::apply_live(&current.cfg, new);
+        // The certificate first: one that cannot be used refuses the whole reload.
+        if let (Some(swap), Some(files)) = (&self.tls, &next.server.tls) {
+            if let Err(e) = swap.reload(&files.cert, &files.key) {
+                tracing::error!(
+                    file = origin,
+                    "configuration reload refused, nothing changed; invalid configuration:"
+                );
+                tracing::error!("server.tls: {e:#}");
+                reloads.with_label_values(&["error"]).inc();
+                return false;
+            }
+        }
+        for key in &kept {
+            tracing::error!(key = *key, "{key} changed; restart to apply");
+        }
+        let level = next.logging.level.clone();
+        self.live.replace(&current.next_generation(next));
+        reloads.with_label_values(&["ok"]).inc();
+        tracing::info!(
+            file = origin,
+            restart_only_changes = kept.len(),
+            "configuration reloaded"
+        );
+        if let Err(e) = log.set(&level) {
+            tracing::error!(error = %e, "logging.level not applied");
+        }
+        true
+    }
+}
+
+/// `$SG_TLS_POLL_MS` milliseconds if set to a positive number, else [`TLS_POLL`].
+fn tls_poll_interval() -> Duration {
+    std::env::var("SG_TLS_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(TLS_POLL)
+}
+
+/// A digest of the certificate and key files' contents (`None` if one cannot be read).
+async fn tls_fingerprint(cert: &std::path::Path, key: &std::path::Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    let cert = tokio::fs::read(cert).await.ok()?;
+    let key = tokio::fs::read(key).await.ok()?;
+    let mut h = sha2::Sha256::new();
+    h.update((cert.len() as u64).to_be_bytes());
+    h.update(&cert);
+    h.update(&key);
+    Some(h.finalize().into())
+}
+
+/// Reloads the TLS certificate and key when their contents change (cert-manager and similar
+/// rewrite the files in place or swap a symlink; no signal needed). The paths are the current
+/// generation's. A pair that does not load (say, the certificate written but not yet the key)
+/// is logged and retried when the files change again.
+async fn watch_tls_files(
+    live: Live,
+    swap: TlsSwap,
+    mut seen: Option<[u8; 32]>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Some(files) = live.current().cfg.server.tls.clone() else {
+            continue;
+        };
+        let now = tls_fingerprint(&files.cert, &files.key).await;
+        if now == seen || now.is_none() {
+            continue;
+        }
+        seen = now;
+        match swap.reload(&files.cert, &files.key) {
+            Ok(()) => tracing::info!(
+                cert = %files.cert.display(),
+                "TLS certificate files changed; new connections use the new certificate"
+            ),
+            Err(e) => tracing::error!(
+                cert = %files.cert.display(),
+                error = %format!("{e:#}"),
+                "TLS certificate files changed but cannot be used; keeping the current certificate"
+            ),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when
@@ -195,13 +359,70 @@ pub fn termination_signal() -> impl std::future::Future<Output = ()> + Send {
     }
 }
 
-/// `sessiongate serve`: start, wait for a signal, shut down. The signal handlers are installed
-/// before the listeners are bound, so a SIGTERM sent as soon as the gateway answers still
-/// drains and exits 0.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// What `serve` reloads from on SIGHUP.
+pub struct Reloading {
+    /// The configuration file, read again with the same environment overrides.
+    pub path: PathBuf,
+    /// Where `logging.level` goes.
+    pub log: LogLevel,
+}
+
+/// Calls `on_hangup` for every SIGHUP, from when this is called (so an early SIGHUP does not
+/// kill the process with the default action). Never resolves.
+fn hangups(on_hangup: impl Fn() + Send + 'static) -> impl std::future::Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = signal(SignalKind::hangup());
+        async move {
+            let Ok(mut hup) = hup else {
+                tracing::warn!("cannot listen for SIGHUP; reload disabled");
+                return std::future::pending().await;
+            };
+            while hup.recv().await.is_some() {
+                on_hangup();
+            }
+            std::future::pending().await
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = on_hangup;
+        std::future::pending()
+    }
+}
+
+/// `sessiongate serve`: start, reload on SIGHUP, wait for SIGTERM/SIGINT, shut down. The
+/// signal handlers are installed before the listeners are bound, so a SIGTERM sent as soon as
+/// the gateway answers still drains and exits 0, and an early SIGHUP does not kill it.
+pub async fn serve(cfg: Config, reload: Reloading) -> anyhow::Result<()> {
     let signalled = termination_signal();
+    let (hup_tx, mut hup_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let hup_task = tokio::spawn(hangups(move || {
+        let _ = hup_tx.send(());
+    }));
     let gw = start(cfg, Clock::system()).await?;
+    let reloader = gw.reloader();
+    let reload_task = tokio::spawn(async move {
+        while hup_rx.recv().await.is_some() {
+            tracing::info!(file = %reload.path.display(), "SIGHUP received; reloading the configuration");
+            let path = reload.path.clone();
+            let loaded = tokio::task::spawn_blocking(move || config::load(Some(&path)))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ConfigError {
+                        problems: vec![config::ConfigProblem::bare(
+                            reload.path.display().to_string(),
+                            format!("loading failed: {e}"),
+                        )],
+                    })
+                });
+            reloader.apply(loaded, &reload.path.display().to_string(), &reload.log);
+        }
+    });
     signalled.await;
+    hup_task.abort();
+    reload_task.abort();
     tracing::info!("termination signal received; draining");
     gw.stop().await;
     Ok(())

@@ -29,6 +29,9 @@ pub struct Metrics {
     /// Connections the public listener closed on its own: `header_timeout`, `idle_timeout`,
     /// `per_ip_limit`.
     pub connections_closed_total: IntCounterVec,
+    /// Configuration reloads (SIGHUP) by result: `ok` (applied, restart-only changes
+    /// excepted) or `error` (the new file was refused; nothing changed).
+    pub config_reloads_total: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -77,7 +80,7 @@ impl Metrics {
             );
             let _ = r.register(Box::new(pc));
         }
-        Self {
+        let m = Self {
             requests_total: counter_vec(
                 &r,
                 "requests_total",
@@ -157,8 +160,19 @@ impl Metrics {
                 "Public-listener connections closed by the gateway, by reason",
                 &["reason"],
             ),
+            config_reloads_total: counter_vec(
+                &r,
+                "config_reloads_total",
+                "Configuration reloads, by result (ok, error)",
+                &["result"],
+            ),
             registry: r,
+        };
+        // Both results are exported from the start, at 0.
+        for result in ["ok", "error"] {
+            m.config_reloads_total.with_label_values(&[result]);
         }
+        m
     }
 
     /// Prometheus text exposition of every metric.

@@ -1,5 +1,7 @@
 //! Listening: accepts TCP (and TLS, with rustls and ALPN h2/http1.1) connections and serves
-//! them with hyper-util's auto builder (HTTP/1.1 and HTTP/2, upgrades allowed).
+//! them with hyper-util's auto builder (HTTP/1.1 and HTTP/2, upgrades allowed). The TLS
+//! certificate sits behind a [`TlsSwap`] read once per accepted connection, so it can be
+//! replaced while the listener runs.
 //!
 //! Every connection has a deadline; a connection task is the hyper connection plus a
 //! watchdog (`tokio::select!` on both) fed by the service wrapper, which counts requests in
@@ -50,6 +52,7 @@ use prometheus::IntCounterVec;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
@@ -235,6 +238,43 @@ impl http_body::Body for Tracked {
 
 /// Builds a TLS acceptor from PEM files, offering h2 and http/1.1.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    tls_config(cert, key).map(TlsAcceptor::from)
+}
+
+/// The public listener's TLS configuration, replaceable while it serves: the accept loop
+/// reads it once per connection, so a new certificate applies to the connections accepted
+/// after [`TlsSwap::replace`] and open connections keep theirs.
+#[derive(Clone)]
+pub struct TlsSwap(Arc<arc_swap::ArcSwap<ServerConfig>>);
+
+impl TlsSwap {
+    /// Reads the certificate chain and key (PEM).
+    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
+        Ok(Self(Arc::new(arc_swap::ArcSwap::new(tls_config(
+            cert, key,
+        )?))))
+    }
+
+    /// Reads the files again; on error the current configuration stays.
+    pub fn reload(&self, cert: &Path, key: &Path) -> anyhow::Result<()> {
+        self.0.store(tls_config(cert, key)?);
+        Ok(())
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.0.load_full())
+    }
+}
+
+impl From<TlsAcceptor> for TlsSwap {
+    fn from(acceptor: TlsAcceptor) -> Self {
+        Self(Arc::new(arc_swap::ArcSwap::new(acceptor.config().clone())))
+    }
+}
+
+/// The rustls server configuration for a PEM certificate chain and key, offering h2 and
+/// http/1.1.
+fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
     use anyhow::Context;
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
         std::fs::File::open(cert).with_context(|| format!("opening {}", cert.display()))?,
@@ -246,7 +286,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     ))
     .with_context(|| format!("reading the private key from {}", key.display()))?
     .with_context(|| format!("no private key in {}", key.display()))?;
-    let mut cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
@@ -254,7 +294,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     .with_single_cert(certs, key)
     .context("certificate and key do not match")?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
+    Ok(Arc::new(cfg))
 }
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -282,7 +322,7 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// counts connections the server closes on its own, by reason.
 pub async fn serve<H, Fut>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<TlsSwap>,
     limits: Limits,
     closed_total: Option<IntCounterVec>,
     handler: H,
@@ -351,7 +391,7 @@ pub async fn serve<H, Fut>(
         };
         let handler = handler.clone();
         let builder = builder.clone();
-        let tls = tls.clone();
+        let tls = tls.as_ref().map(TlsSwap::acceptor);
         let limits = limits.clone();
         let count = count.clone();
         tokio::spawn(async move {

@@ -1,9 +1,18 @@
-//! [`AppState`]: everything a request handler needs, built once from the config and shared by
-//! cheap clones. No mutable globals; the only interior mutability is in the key cache, the
-//! blacklist and the draining flag, none of which is locked across an `.await`.
+//! [`AppState`]: everything a request handler needs, shared by cheap clones. No mutable
+//! globals; the only interior mutability is in the key cache, the blacklist and the draining
+//! flag, none of which is locked across an `.await`.
+//!
+//! An `AppState` is one *generation*: the parts built from the config (`cfg`, `router`,
+//! `cookies`, `upstream`) are fixed for its life, while the long-lived parts (`sessions` with
+//! the store and key cache, `blacklist`, `metrics`, `clock`, the draining flag) are shared by
+//! every generation of the process. A config reload builds the next generation with
+//! [`AppState::next_generation`]; [`Live`] holds the current one, and each request loads it
+//! once (lock-free), so a request that started under the old config finishes under it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::blacklist::Blacklist;
 use crate::clock::Clock;
@@ -32,7 +41,8 @@ pub struct Inner {
     pub cookies: CookieSettings,
     pub upstream: Upstream,
     pub clock: Clock,
-    draining: AtomicBool,
+    /// Shared by every generation.
+    draining: Arc<AtomicBool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,7 +76,36 @@ impl AppState {
             cookies,
             upstream,
             clock,
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
+        }))
+    }
+
+    /// The generation that follows this one: built from `cfg` (already stripped of
+    /// restart-only changes, see `config::reload`), sharing this one's sessions, store, keys,
+    /// blacklist, metrics, clock and draining flag. The upstream client (and its connection
+    /// pool) is kept while `server.upstream_timeout_secs` is unchanged.
+    pub fn next_generation(&self, cfg: Config) -> Self {
+        let router = Router::new(cfg.routes.clone());
+        let cookies = CookieSettings::from_config(
+            &cfg.cookie,
+            &cfg.tokens.access_token.path,
+            &cfg.tokens.refresh_token.renew_path,
+        );
+        let upstream = if cfg.server.upstream_timeout == self.cfg.server.upstream_timeout {
+            self.upstream.clone()
+        } else {
+            Upstream::new(cfg.server.upstream_timeout)
+        };
+        Self(Arc::new(Inner {
+            cfg,
+            router,
+            sessions: self.sessions.clone(),
+            blacklist: self.blacklist.clone(),
+            metrics: self.metrics.clone(),
+            cookies,
+            upstream,
+            clock: self.clock.clone(),
+            draining: self.draining.clone(),
         }))
     }
 
@@ -122,5 +161,25 @@ impl AppState {
             .inc_by(n);
         self.blacklist_now(handles.iter().map(String::as_str));
         Ok(n)
+    }
+}
+
+/// The current generation of [`AppState`], replaceable while requests run.
+#[derive(Clone)]
+pub struct Live(Arc<ArcSwap<Inner>>);
+
+impl Live {
+    pub fn new(first: &AppState) -> Self {
+        Self(Arc::new(ArcSwap::new(first.0.clone())))
+    }
+
+    /// The generation to serve one request with (a lock-free load).
+    pub fn current(&self) -> AppState {
+        AppState(self.0.load_full())
+    }
+
+    /// Makes `next` the generation new requests see.
+    pub fn replace(&self, next: &AppState) {
+        self.0.store(next.0.clone());
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod load;
 mod problem;
 pub mod raw;
+pub mod reload;
 mod render;
 pub mod validate;
 
