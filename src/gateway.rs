@@ -617,6 +617,7 @@ async fn logout_endpoint(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateControl {
+    #[serde(deserialize_with = "crate::sessions::deserialize_user_id")]
     user_id: String,
     #[serde(default = "empty_object")]
     jwt_payload: serde_json::Value,
