@@ -276,7 +276,7 @@ async fn untrusted_peer_forwarded_headers_are_ignored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trusted_proxy_rfc7239_forwarded_first_element_is_the_browser_facing_hop() {
+async fn trusted_proxy_rfc7239_forwarded_first_element_is_the_client_facing_hop() {
     let s = setup(TRUSTED_LOOPBACK).await;
     let mut b = logged_in(&s.gw, "forwarded-user").await;
     // Two proxies: the edge (client-facing) wrote the first element, the inner one the second.
