@@ -135,6 +135,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[serde(deserialize_with = "crate::sessions::deserialize_user_id")]
     user_id: String,
     #[serde(default = "empty")]
     jwt_payload: serde_json::Value,

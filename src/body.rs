@@ -4,6 +4,9 @@
 //! [`client_body`] wraps a client's request body on its way upstream: it bounds the wait for
 //! each piece of the body (`server.body_read_timeout_secs`) and records why the body failed
 //! ([`BodyFault`]), so the forwarder can answer 408 or 400 instead of blaming the upstream.
+//!
+//! [`counted`] wraps a response body to count the bytes sent and report them when it is
+//! dropped (the access log is written then).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +42,59 @@ where
     B::Error: Into<BoxError>,
 {
     body.map_err(Into::into).boxed()
+}
+
+/// A response body that counts the data bytes it yields and reports the count once, when it
+/// is dropped (after its end, or when the client went away first). For the access log.
+pub fn counted(inner: Body, on_end: impl FnOnce(u64) + Send + Sync + 'static) -> Body {
+    Counted {
+        inner,
+        bytes: 0,
+        on_end: Some(Box::new(on_end)),
+    }
+    .boxed()
+}
+
+type OnEnd = Box<dyn FnOnce(u64) + Send + Sync>;
+
+struct Counted {
+    inner: Body,
+    bytes: u64,
+    on_end: Option<OnEnd>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.bytes);
+        }
+    }
 }
 
 /// Why a client's request body could not be read to its end.

@@ -9,6 +9,17 @@
 //! with identity → apply session control from the upstream response. The canonical host is
 //! what routes match and what the upstream receives as `Host`. Every refusal is a
 //! [`Reject`] turned into a response by `error.rs`. The handler never returns `Err`.
+//!
+//! Before all of that the request gets its `X-Request-Id` (a trusted proxy's valid one, else
+//! a fresh random one): sent upstream, set on every response, refusals included, and written
+//! in the access log. The access-log line is written once, when the response body has ended
+//! or been dropped, with the client address (after `trusted_proxies`), user agent, upstream
+//! time and body bytes.
+//!
+//! Own origin: the refresh and logout endpoints and WebSocket handshakes accept an `Origin`
+//! that is the gateway's own — the scheme and host of this request as the browser sees them
+//! (from a trusted proxy: its `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host`), or one
+//! of `server.public_origins` — or one in `cors.allowed_origins`.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -50,22 +61,43 @@ struct Outcome {
     user_id: Option<String>,
     /// The normalised path, once known.
     path: Option<String>,
+    /// Time until the upstream's response head, when the request was forwarded.
+    upstream_ms: Option<f64>,
 }
 
-/// Handles one request. Never fails: every error becomes a response.
+/// Handles one request. Never fails: every error becomes a response. Every response carries
+/// the request's `X-Request-Id`; the access-log line is written when the response body has
+/// been sent (or abandoned), with the bytes it carried.
 pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
+    let trusted = is_trusted(&state, peer.addr.ip());
+    let request_id = request_id(req.headers(), trusted);
+    let logging = tracing::enabled!(target: "sessiongate::access", tracing::Level::INFO);
+    let seen = logging.then(|| Seen {
+        client: headers::client_addr(req.headers(), peer.addr.ip(), |ip| is_trusted(&state, ip)),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    });
     let mut outcome = Outcome {
         route: "unmatched",
         route_name: None,
         user_id: None,
         path: None,
+        upstream_ms: None,
     };
-    let resp = match dispatch(&state, req, peer, &mut outcome).await {
+    let edge = Edge {
+        trusted,
+        request_id: request_id.clone(),
+    };
+    let mut resp = match dispatch(&state, req, peer, edge, &mut outcome).await {
         Ok(resp) => resp,
         Err(reject) => reject.response(state.cfg.session.expired_status),
     };
+    resp.headers_mut()
+        .insert(headers::REQUEST_ID, request_id.clone());
     let label = outcome.route_name.as_deref().unwrap_or(outcome.route);
     let status = resp.status().as_u16();
     let m = &state.metrics;
@@ -75,17 +107,65 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
     m.request_duration_seconds
         .with_label_values(&[label])
         .observe(started.elapsed().as_secs_f64());
-    tracing::info!(
-        target: "sessiongate::access",
-        method = %method,
-        path = outcome.path.as_deref().unwrap_or("-"),
-        route = label,
-        status,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        user_id = outcome.user_id.as_deref().unwrap_or("-"),
-        "request"
-    );
-    resp
+    let Some(seen) = seen else {
+        return resp;
+    };
+    let label = label.to_string();
+    resp.map(|b| {
+        body::counted(b, move |bytes| {
+            tracing::info!(
+                target: "sessiongate::access",
+                request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+                client = %seen.client,
+                peer = %peer.addr,
+                method = %method,
+                path = outcome.path.as_deref().unwrap_or("-"),
+                route = label,
+                status,
+                bytes,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                upstream_ms = outcome.upstream_ms,
+                user_id = outcome.user_id.as_deref().unwrap_or("-"),
+                user_agent = seen.user_agent.as_deref().unwrap_or("-"),
+                "request"
+            );
+        })
+    })
+}
+
+/// What the access log keeps from the request head.
+struct Seen {
+    /// The client's address after `trusted_proxies` ([`headers::client_addr`]).
+    client: std::net::IpAddr,
+    user_agent: Option<String>,
+}
+
+/// Facts about the request's edge, settled before dispatch.
+struct Edge {
+    /// The peer is in `server.trusted_proxies`.
+    trusted: bool,
+    request_id: HeaderValue,
+}
+
+fn is_trusted(state: &AppState, ip: std::net::IpAddr) -> bool {
+    state
+        .cfg
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(ip))
+}
+
+/// The request's id: a trusted proxy's valid `X-Request-Id`, else 16 random bytes in hex.
+fn request_id(h: &HeaderMap, trusted: bool) -> HeaderValue {
+    let mut sent = h.get_all(headers::REQUEST_ID).iter();
+    if let (true, Some(v), None) = (trusted, sent.next(), sent.next()) {
+        if headers::valid_request_id(v.as_bytes()) {
+            return v.clone();
+        }
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// Request facts derived once.
@@ -97,8 +177,11 @@ struct Ctx {
     /// `None` only for an HTTP/1.0 request without one.
     host: Option<String>,
     origin: Option<String>,
+    /// The gateway's own origin as the browser sees it ([`own_origin`]).
+    own_origin: Option<String>,
     navigation: bool,
     peer: Peer,
+    edge: Edge,
 }
 
 fn host_of(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
@@ -120,6 +203,7 @@ async fn dispatch(
     state: &AppState,
     mut req: Request<Incoming>,
     peer: Peer,
+    edge: Edge,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, Reject> {
     headers::check_transfer_coding(req.headers())
@@ -134,15 +218,17 @@ async fn dispatch(
     let ctx = Ctx {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_string),
-        host,
         origin: req
             .headers()
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        own_origin: own_origin(peer, &edge, host.as_deref(), req.headers()),
         navigation: is_navigation(req.method(), req.headers()),
+        host,
         path,
         peer,
+        edge,
     };
     if tracing::enabled!(target: "sessiongate::access", tracing::Level::INFO) {
         outcome.path = Some(ctx.path.clone());
@@ -229,7 +315,7 @@ async fn dispatch(
         .session_control
         .then(|| Presented::from(req.headers()));
 
-    let mut resp = forward_to(state, &ctx, route, req, session.as_deref()).await?;
+    let mut resp = forward_to(state, &ctx, route, req, session.as_deref(), outcome).await?;
     if let Some(presented) = presented {
         apply_session_control(state, session.as_deref(), &presented, &mut resp).await?;
     } else {
@@ -297,13 +383,13 @@ async fn forward_to(
     route: &Route,
     mut req: Request<Incoming>,
     session: Option<&AccessClaims>,
+    outcome: &mut Outcome,
 ) -> Result<Response<Body>, Reject> {
     let websocket = headers::is_websocket_upgrade(req.headers());
     // A browser always sends `Origin` on a WebSocket handshake; a foreign one would ride on
     // the user's cookies (cross-site WebSocket hijacking). No `Origin`: not a browser.
     if let Some(origin) = ctx.origin.as_deref().filter(|_| websocket) {
-        let own = own_origin(ctx).is_some_and(|o| o.eq_ignore_ascii_case(origin));
-        if !own && !cors_allowed(state, origin) {
+        if !is_own_origin(state, ctx, origin) && !cors_allowed(state, origin) {
             return Err(Reject::ForbiddenOrigin(origin.to_string()));
         }
     }
@@ -316,12 +402,8 @@ async fn forward_to(
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, websocket);
     headers::strip_cookie(h, REFRESH_COOKIE);
-    let trusted = state
-        .cfg
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|c| c.contains(ctx.peer.addr.ip()));
+    let trusted = ctx.edge.trusted;
+    h.insert(headers::REQUEST_ID, ctx.edge.request_id.clone());
     let proto = if ctx.peer.tls { "https" } else { "http" };
     headers::set_forwarded(h, ctx.peer.addr.ip(), proto, ctx.host.as_deref(), trusted);
     if !trusted {
@@ -347,6 +429,7 @@ async fn forward_to(
 
     let started = Instant::now();
     let result = state.upstream.send(up, &body_watch).await;
+    outcome.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     state
         .metrics
         .upstream_duration_seconds
@@ -437,12 +520,33 @@ fn store_failure(e: SessionError) -> Reject {
     }
 }
 
-/// The gateway's own origin as the browser sees it.
-fn own_origin(ctx: &Ctx) -> Option<String> {
-    let scheme = if ctx.peer.tls { "https" } else { "http" };
-    ctx.host
+/// The gateway's own origin as the browser sees it: the scheme of this connection and the
+/// canonical host, or, from a trusted proxy, the scheme and host it reports
+/// ([`headers::forwarded_origin`], field by field). Untrusted peers' forwarded headers are
+/// ignored.
+fn own_origin(peer: Peer, edge: &Edge, host: Option<&str>, h: &HeaderMap) -> Option<String> {
+    let mut scheme = if peer.tls { "https" } else { "http" };
+    let mut host = host.map(str::to_string);
+    if edge.trusted {
+        let forwarded = headers::forwarded_origin(h);
+        scheme = forwarded.proto.unwrap_or(scheme);
+        host = forwarded.host.or(host);
+    }
+    host.map(|h| headers::origin(scheme, &h))
+}
+
+/// Whether `origin` is the gateway's own: the request's [`own_origin`] or one of
+/// `server.public_origins` (accepted whoever the peer is).
+fn is_own_origin(state: &AppState, ctx: &Ctx, origin: &str) -> bool {
+    ctx.own_origin
         .as_deref()
-        .map(|h| format!("{scheme}://{}", h.to_ascii_lowercase()))
+        .is_some_and(|o| o.eq_ignore_ascii_case(origin))
+        || state
+            .cfg
+            .server
+            .public_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
 }
 
 fn cors_allowed(state: &AppState, origin: &str) -> bool {
@@ -462,8 +566,7 @@ fn post_from_allowed_origin(state: &AppState, ctx: &Ctx, h: &HeaderMap) -> Resul
         return Err(Reject::MethodNotAllowed("POST"));
     }
     if let Some(origin) = ctx.origin.as_deref() {
-        let own = own_origin(ctx).is_some_and(|o| o.eq_ignore_ascii_case(origin));
-        if !own && !cors_allowed(state, origin) {
+        if !is_own_origin(state, ctx, origin) && !cors_allowed(state, origin) {
             return Err(Reject::ForbiddenOrigin(origin.to_string()));
         }
         return Ok(());
@@ -617,6 +720,7 @@ async fn logout_endpoint(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateControl {
+    #[serde(deserialize_with = "crate::sessions::deserialize_user_id")]
     user_id: String,
     #[serde(default = "empty_object")]
     jwt_payload: serde_json::Value,

@@ -6,7 +6,9 @@
 //!
 //! Input rules live here so every caller gets them, as [`SessionError::InvalidInput`]: user ids
 //! are 1..=255 bytes with no control characters and no edge whitespace; a JWT payload is a
-//! JSON object whose `sAccessToken` cookie fits [`MAX_ACCESS_COOKIE_BYTES`].
+//! JSON object whose `sAccessToken` cookie fits [`MAX_ACCESS_COOKIE_BYTES`]. A `user_id` read
+//! from JSON (upstream `sessiongate-create`, admin `POST /v1/sessions`) may be a string or an
+//! integer ([`deserialize_user_id`]); an integer becomes its decimal text.
 //!
 //! `verify` remembers verified access tokens in [`VerifiedTokens`], bounded to
 //! [`VERIFIED_CACHE_BYTES`] (16 MiB) of estimated memory with gradual eviction; expiry is
@@ -291,6 +293,32 @@ fn check_access_cookie(token: &str) -> Result<(), SessionError> {
         )));
     }
     Ok(())
+}
+
+/// Reads a JSON `user_id`: a string as is, or an integer (`i64`/`u64`, as most ORMs give)
+/// as its decimal text, so `42` and `"42"` name the same user. Floats, booleans, null,
+/// arrays and objects are refused with a message saying what was expected.
+pub fn deserialize_user_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct UserId;
+    impl serde::de::Visitor<'_> for UserId {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or an integer user_id")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(UserId)
 }
 
 fn check_user_id(user_id: &str) -> Result<(), SessionError> {
@@ -681,5 +709,54 @@ mod verified_tests {
         let long = format!("{t}{}", "y".repeat(4000));
         assert!(claims_weight(&long, &small) >= claims_weight(&t, &small) + 4000);
         assert!(claims_weight(&t, &big) >= claims_weight(&t, &small) + 4000);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Deserialize, Debug)]
+    struct Body {
+        #[serde(deserialize_with = "super::deserialize_user_id")]
+        user_id: String,
+    }
+
+    fn check(json: &str, expected: Result<&str, &str>) {
+        // Both paths the callers use: straight from bytes (admin) and through a `Value`
+        // (session control).
+        let direct = serde_json::from_str::<Body>(json).map(|b| b.user_id);
+        let via_value = serde_json::from_str::<serde_json::Value>(json)
+            .and_then(serde_json::from_value::<Body>)
+            .map(|b| b.user_id);
+        for got in [direct, via_value] {
+            match (&got, expected) {
+                (Ok(id), Ok(want)) => assert_eq!(id, want, "{json}"),
+                (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{json}: {e}"),
+                _ => panic!("{json}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn user_id_is_a_string_or_an_integer() {
+        check(r#"{"user_id": "alice"}"#, Ok("alice"));
+        check(r#"{"user_id": "42"}"#, Ok("42"));
+        check(r#"{"user_id": 42}"#, Ok("42"));
+        check(r#"{"user_id": -7}"#, Ok("-7"));
+        check(
+            r#"{"user_id": 18446744073709551615}"#,
+            Ok("18446744073709551615"),
+        );
+        check(
+            r#"{"user_id": -9223372036854775808}"#,
+            Ok("-9223372036854775808"),
+        );
+        let expected = "expected a string or an integer user_id";
+        check(r#"{"user_id": 4.2}"#, Err(expected));
+        check(r#"{"user_id": 1e3}"#, Err(expected));
+        check(r#"{"user_id": 18446744073709551616}"#, Err(expected));
+        check(r#"{"user_id": true}"#, Err(expected));
+        check(r#"{"user_id": null}"#, Err(expected));
+        check(r#"{"user_id": {"id": 1}}"#, Err(expected));
+        check(r#"{"user_id": [1]}"#, Err(expected));
     }
 }

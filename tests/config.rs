@@ -184,6 +184,34 @@ fn ranges_and_rules() {
             "server.trusted_proxies = [\"10.0.0.0/33\"]",
             &["server.trusted_proxies[0]"],
         ),
+        (
+            "server.public_origins = [\"https://app.example.com\", \"http://[::1]:8080\"]",
+            &[],
+        ),
+        (
+            "server.public_origins = [\"https://app.example.com/\"]",
+            &["server.public_origins[0]"],
+        ),
+        (
+            "server.public_origins = [\"https://app.example.com/login\"]",
+            &["server.public_origins[0]"],
+        ),
+        (
+            "server.public_origins = [\"ftp://app.example.com\"]",
+            &["server.public_origins[0]"],
+        ),
+        (
+            "server.public_origins = [\"app.example.com\"]",
+            &["server.public_origins[0]"],
+        ),
+        (
+            "server.public_origins = [\"https://*.example.com\"]",
+            &["server.public_origins[0]"],
+        ),
+        (
+            "server.public_origins = [\"https://a.example\", \"https://A.example:443\"]",
+            &["server.public_origins[1]"],
+        ),
         ("server.tls.cert = \"/x.pem\"", &["server.tls.key"]),
         ("server.idle_timeout_secs = 1", &[]),
         ("server.idle_timeout_secs = 3600", &[]),
@@ -509,4 +537,26 @@ fn secret_file_is_read_as_bytes() {
     for blank in [file("empty", b""), file("newline", b"\n")] {
         assert_eq!(problems(&with(&blank)), vec![key.to_string()]);
     }
+}
+
+/// `server.public_origins` is kept the way browsers write `Origin` (lower case, no default
+/// port) and can be given from the environment as a comma-separated list.
+#[test]
+fn public_origins_are_normalised_and_read_from_the_environment() {
+    let cfg = load_with_env(
+        ConfigSource::Toml(&toml("")),
+        [(
+            "SESSIONGATE_SERVER__PUBLIC_ORIGINS",
+            "https://App.Example.com:443, http://b.example:80, https://c.example:8443",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.server.public_origins,
+        [
+            "https://app.example.com",
+            "http://b.example",
+            "https://c.example:8443"
+        ]
+    );
 }

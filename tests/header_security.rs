@@ -465,12 +465,20 @@ async fn proxy_only_headers_are_dropped_from_untrusted_clients() {
         };
         let s = setup(extra).await;
         let addr = s.gw.public_addr;
-        let mut lines = vec![format!("Host: {addr}"), "x-request-id: r1".to_string()];
+        let mut lines = vec![
+            format!("Host: {addr}"),
+            "x-request-id: r1".to_string(),
+            "x-app-trace: t1".to_string(),
+        ];
         lines.extend(PROXY_ONLY.iter().map(|(k, v)| format!("{k}: {v}")));
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let r = get(addr, "/public/x", &lines).await;
         assert_eq!(r.status, 200, "{r:?}");
-        assert_eq!(r.upstream("x-request-id"), ["r1"]);
+        assert_eq!(r.upstream("x-app-trace"), ["t1"], "ordinary headers pass");
+        // A request id is kept only from a trusted proxy (issue 9 item 8).
+        let ids = r.upstream("x-request-id");
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_eq!(ids[0] == "r1", trusted, "{ids:?}");
         for (name, value) in PROXY_ONLY {
             let want: Vec<String> = if trusted {
                 vec![value.to_string()]

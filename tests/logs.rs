@@ -1,6 +1,7 @@
 //! Logs of the real binary with `logging.format = "json"`: one access-log line per request
-//! with method, normalised path, route, status, duration and user id; a warn line for token
-//! theft with session handle and user id; and never a token or cookie value.
+//! with request id, client address, method, normalised path, route, status, body bytes,
+//! duration, upstream time (forwarded requests only), user id and user agent; a warn line for
+//! token theft with session handle and user id; and never a token or cookie value.
 
 mod common;
 mod harness;
@@ -33,7 +34,17 @@ async fn json_access_log_and_theft_warning_without_secrets() {
     gw.wait_ready().await;
     let mut b = Browser::new(gw.public_addr);
     b.login("log-user").await;
-    assert_eq!(b.get("/api/a/../b").await.status, 200);
+    let api_resp = b
+        .send(
+            http::Method::GET,
+            "/api/a/../b",
+            &[
+                ("user-agent", "edge-test/1.0 (logs)"),
+                ("x-request-id", "chosen-by-client"),
+            ],
+        )
+        .await;
+    assert_eq!(api_resp.status, 200);
     let stolen = b.clone();
     assert_eq!(b.refresh().await.status, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -57,9 +68,34 @@ async fn json_access_log_and_theft_warning_without_secrets() {
     assert_eq!(api["status"], 200);
     assert_eq!(api["user_id"], "log-user");
     assert!(api["duration_ms"].as_f64().is_some());
-    assert!(access
+    // The request id the client got (not its own: it is no trusted proxy), the client
+    // address, the user agent, the upstream time and the body bytes.
+    let id = api_resp.header("x-request-id").expect("request id");
+    assert_ne!(id, "chosen-by-client");
+    assert_eq!(api["request_id"], id.as_str());
+    assert_eq!(
+        api_resp.upstream_header("x-request-id").as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(api["client"], "127.0.0.1");
+    assert_eq!(api["user_agent"], "edge-test/1.0 (logs)");
+    assert!(
+        api["upstream_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{api}"
+    );
+    assert_eq!(api["bytes"], api_resp.body.len() as u64);
+    let refresh = access
         .iter()
-        .any(|l| l["route"] == "refresh" && l["status"] == 200));
+        .find(|l| l["route"] == "refresh" && l["status"] == 200)
+        .unwrap_or_else(|| panic!("no access line for the refresh:\n{log}"));
+    assert!(
+        refresh.get("upstream_ms").is_none(),
+        "no upstream call: {refresh}"
+    );
+    assert_eq!(refresh["bytes"], 2, "`{{}}`");
+    assert!(refresh["request_id"]
+        .as_str()
+        .is_some_and(|s| s.len() == 32));
     let theft = lines
         .iter()
         .find(|l| l["level"] == "WARN" && l["message"].as_str().unwrap_or("").contains("theft"))

@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// Connections one peer address may have open at once; 0 = no limit.
     pub max_connections_per_ip: usize,
     pub trusted_proxies: Vec<Cidr>,
+    /// Origins (`scheme://host[:port]`, lower case, default port removed) that are always the
+    /// gateway's own, whoever the peer is: what browsers see behind a proxy or load balancer.
+    pub public_origins: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

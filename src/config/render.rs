@@ -75,6 +75,11 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
                 .map(|c| format!("{}/{}", c.addr, c.prefix_len))
         )
     )?;
+    writeln!(
+        out,
+        "public_origins = {}",
+        list(s.public_origins.iter().cloned())
+    )?;
     match &s.tls {
         Some(tls) => {
             writeln!(out, "\n[server.tls]")?;

@@ -328,6 +328,22 @@ impl Validator {
                 ),
             }
         }
+        let mut public_origins: Vec<String> = Vec::new();
+        for (i, s) in raw.public_origins.unwrap_or_default().iter().enumerate() {
+            let key = format!("server.public_origins[{i}]");
+            match parse_origin(s).map(|o| without_default_port(&o)) {
+                Ok(o) if public_origins.contains(&o) => {
+                    self.push(&key, "listed twice", quoted(s), "each origin once")
+                }
+                Ok(o) => public_origins.push(o),
+                Err(why) => self.push(
+                    &key,
+                    why,
+                    quoted(s),
+                    "an origin: http:// or https://, a host and an optional port, no path",
+                ),
+            }
+        }
         ServerConfig {
             listen,
             admin_listen,
@@ -340,6 +356,7 @@ impl Validator {
             body_read_timeout,
             max_connections_per_ip: usize::try_from(max_connections_per_ip).unwrap_or(0),
             trusted_proxies,
+            public_origins,
         }
     }
 
@@ -1205,6 +1222,19 @@ fn parse_origin(s: &str) -> Result<String, &'static str> {
         return Err("has an empty port");
     }
     Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+}
+
+/// An origin from [`parse_origin`] without its scheme's default port (`:443` for https,
+/// `:80` for http), the way browsers write `Origin`.
+fn without_default_port(origin: &str) -> String {
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if origin.starts_with(scheme) {
+            if let Some(rest) = origin.strip_suffix(port) {
+                return rest.to_string();
+            }
+        }
+    }
+    origin.to_string()
 }
 
 fn check_login_redirect(s: &str) -> Result<(), &'static str> {

@@ -17,6 +17,11 @@
 //!   RFC 9110 and is passed on. The caller strips hop-by-hop headers *before* adding identity
 //!   headers, so `Connection: x-user-id` cannot remove them.
 //! - `X-Forwarded-*` are set by the gateway; client values are kept only from trusted proxies.
+//!   From a trusted proxy, [`forwarded_origin`] reads the scheme and host the browser used
+//!   (first element of `Forwarded`, else `X-Forwarded-Proto/-Host`) and [`client_addr`] the
+//!   client's address (right-most untrusted `X-Forwarded-For` entry).
+//! - `X-Request-Id` ([`REQUEST_ID`]): a trusted proxy's value is kept when
+//!   [`valid_request_id`]; the gateway replaces every other one.
 //!   From other peers [`strip_untrusted`] also drops the headers upstream frameworks read as
 //!   client address, URL or method overrides ([`PROXY_ONLY_HEADERS`]) and every header whose
 //!   name contains `_` (as nginx does).
@@ -333,6 +338,167 @@ pub fn set_forwarded(
             headers.insert(xfh, v);
         }
     }
+}
+
+/// The scheme and host the client-facing hop saw, as reported by a trusted proxy.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ForwardedOrigin {
+    /// `http` or `https`.
+    pub proto: Option<&'static str>,
+    /// A canonical host ([`canonical_host`]).
+    pub host: Option<String>,
+}
+
+/// Reads the client-facing scheme and host from `Forwarded` (RFC 7239: `proto=`, `host=`) and
+/// `X-Forwarded-Proto` / `X-Forwarded-Host`. Call it only for a peer in
+/// `server.trusted_proxies`.
+///
+/// When a list has several elements (several proxies appended to it), the **first** one is
+/// read: it was written by the hop the browser connected to, and the `Origin` the browser
+/// sends names that hop. `Forwarded` wins over `X-Forwarded-*`, field by field. A value that
+/// is not `http`/`https` or not a valid host is ignored, as if absent.
+pub fn forwarded_origin(headers: &HeaderMap) -> ForwardedOrigin {
+    let mut out = ForwardedOrigin::default();
+    if let Some(element) = first_forwarded_element(headers) {
+        for pair in split_unquoted(&element, ';') {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let value = unquote(value.trim());
+            match name.trim().to_ascii_lowercase().as_str() {
+                "proto" if out.proto.is_none() => out.proto = scheme(&value),
+                "host" if out.host.is_none() => out.host = canonical_host(&value).ok(),
+                _ => {}
+            }
+        }
+    }
+    let first_value = |name: &str| {
+        let v = headers.get(name)?.to_str().ok()?;
+        Some(v.split(',').next().unwrap_or("").trim().to_string())
+    };
+    if out.proto.is_none() {
+        out.proto = first_value("x-forwarded-proto").and_then(|v| scheme(&v));
+    }
+    if out.host.is_none() {
+        out.host = first_value("x-forwarded-host").and_then(|v| canonical_host(&v).ok());
+    }
+    out
+}
+
+fn scheme(v: &str) -> Option<&'static str> {
+    if v.eq_ignore_ascii_case("https") {
+        Some("https")
+    } else if v.eq_ignore_ascii_case("http") {
+        Some("http")
+    } else {
+        None
+    }
+}
+
+/// The first element of the `Forwarded` field (all its lines joined by `,`).
+fn first_forwarded_element(headers: &HeaderMap) -> Option<String> {
+    let line = headers.get(header::FORWARDED)?.to_str().ok()?;
+    split_unquoted(line, ',').into_iter().next()
+}
+
+/// Splits at `sep` outside quoted strings (RFC 9110 §5.6.4, with `\` escapes).
+fn split_unquoted(s: &str, sep: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let (mut quoted, mut escaped) = (false, false);
+    for c in s.chars() {
+        let cur = parts.last_mut().expect("never empty");
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(String::new());
+            continue;
+        }
+        cur.push(c);
+    }
+    parts.into_iter().map(|p| p.trim().to_string()).collect()
+}
+
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut escaped = false;
+            for c in inner.chars() {
+                if c == '\\' && !escaped {
+                    escaped = true;
+                    continue;
+                }
+                escaped = false;
+                out.push(c);
+            }
+            out
+        }
+        None => v.to_string(),
+    }
+}
+
+/// The origin `scheme://host` a browser writes for `host` (canonical) under `scheme`: the
+/// scheme's default port (`:443`, `:80`) is left out.
+pub fn origin(scheme: &str, host: &str) -> String {
+    let default = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    let host = match host.strip_suffix(default) {
+        Some(h) if !default.is_empty() => h,
+        _ => host,
+    };
+    format!("{scheme}://{host}")
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries right of it were
+/// appended by trusted hops; left of it, anyone could have written them). An unparseable
+/// entry stops the walk at the last trusted hop.
+pub fn client_addr(headers: &HeaderMap, peer: IpAddr, trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted(peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let parsed = entry
+            .parse::<IpAddr>()
+            .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()));
+        let Ok(ip) = parsed.map(|ip| ip.to_canonical()) else {
+            break;
+        };
+        client = ip;
+        if !trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// The request-id header: kept from trusted proxies when valid, set by the gateway
+/// otherwise, sent upstream and returned to the client.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id kept from a trusted proxy.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Whether a request id from a trusted proxy is kept: 1 to [`MAX_REQUEST_ID_BYTES`] bytes of
+/// visible ASCII (no spaces, no control bytes).
+pub fn valid_request_id(v: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&v.len()) && v.iter().all(|b| (0x21..0x7f).contains(b))
 }
 
 /// Removes cookie `name` from the `Cookie` header(s) and joins every other pair, in order and
@@ -799,5 +965,112 @@ mod tests {
         ]);
         assert!(take_session_control(&mut h).duplicated);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn forwarded_origins() {
+        let check = |pairs: &[(&str, &str)], proto: Option<&str>, host: Option<&str>| {
+            let got = forwarded_origin(&map(pairs));
+            assert_eq!(got.proto, proto, "{pairs:?}");
+            assert_eq!(got.host.as_deref(), host, "{pairs:?}");
+        };
+        check(&[], None, None);
+        check(
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "App.Example.com"),
+            ],
+            Some("https"),
+            Some("app.example.com"),
+        );
+        check(&[("x-forwarded-proto", "HTTPS, http")], Some("https"), None);
+        check(&[("x-forwarded-proto", "ftp")], None, None);
+        check(
+            &[("x-forwarded-host", "a.example, b.example")],
+            None,
+            Some("a.example"),
+        );
+        check(&[("x-forwarded-host", "user@evil")], None, None);
+        check(
+            &[("forwarded", "for=10.0.0.1;proto=https;host=app.example.com")],
+            Some("https"),
+            Some("app.example.com"),
+        );
+        check(
+            &[("forwarded", "Proto=HTTPS;Host=\"app.example.com:8443\"")],
+            Some("https"),
+            Some("app.example.com:8443"),
+        );
+        // The first element is the client-facing hop.
+        check(
+            &[(
+                "forwarded",
+                "proto=https;host=app.example, proto=http;host=internal:8080",
+            )],
+            Some("https"),
+            Some("app.example"),
+        );
+        check(
+            &[
+                ("forwarded", "proto=https;host=\"a,b\""),
+                ("forwarded", "proto=http"),
+            ],
+            Some("https"),
+            None,
+        );
+        // Forwarded wins, field by field.
+        check(
+            &[
+                ("forwarded", "proto=https"),
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "app.example"),
+            ],
+            Some("https"),
+            Some("app.example"),
+        );
+        check(&[("forwarded", "for=\"[::1]\";proto=gopher")], None, None);
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin("https", "a.example:443"), "https://a.example");
+        assert_eq!(origin("https", "a.example:80"), "https://a.example:80");
+        assert_eq!(origin("http", "a.example:80"), "http://a.example");
+        assert_eq!(origin("http", "[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(origin("http", "a.example:8080"), "http://a.example:8080");
+    }
+
+    #[test]
+    fn client_addresses() {
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        let check = |peer: &str, xff: &[&str], want: &str| {
+            let pairs: Vec<(&str, &str)> = xff.iter().map(|v| ("x-forwarded-for", *v)).collect();
+            let got = client_addr(&map(&pairs), peer.parse().unwrap(), trusted);
+            assert_eq!(got.to_string(), want, "{peer} {xff:?}");
+        };
+        check("192.0.2.1", &["203.0.113.9"], "192.0.2.1");
+        check("10.0.0.1", &[], "10.0.0.1");
+        check("10.0.0.1", &["203.0.113.9"], "203.0.113.9");
+        check(
+            "10.0.0.1",
+            &["1.1.1.1, 203.0.113.9, 10.0.0.2"],
+            "203.0.113.9",
+        );
+        check("10.0.0.1", &["1.1.1.1", "203.0.113.9"], "203.0.113.9");
+        check("10.0.0.1", &["10.0.0.3, 10.0.0.2"], "10.0.0.3");
+        check("10.0.0.1", &["203.0.113.9, garbage"], "10.0.0.1");
+        check("10.0.0.1", &["203.0.113.9:5555"], "203.0.113.9");
+        check("::ffff:10.0.0.1", &["2001:db8::1"], "2001:db8::1");
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id(b"abc-123"));
+        assert!(valid_request_id(&[b'x'; 128]));
+        assert!(!valid_request_id(&[b'x'; 129]));
+        assert!(!valid_request_id(b""));
+        assert!(!valid_request_id(b"has space"));
+        assert!(!valid_request_id(b"tab\t"));
+        assert!(!valid_request_id("caf\u{e9}".as_bytes()));
     }
 }
