@@ -24,8 +24,8 @@ use crate::server::{self, Limits};
 use crate::sessions::{SessionSettings, Sessions};
 use crate::startup;
 use crate::state::AppState;
-use crate::store::metered::Metered;
 use crate::store;
+use crate::store::metered::Metered;
 
 /// A running gateway.
 pub struct Gateway {
@@ -110,15 +110,16 @@ pub async fn start_on(
     if is_sqlite {
         startup::attempt(&state).await?;
     } else {
-        // Serve whether or not MySQL answers; wait briefly so that a reachable store is in
-        // service before the first request.
-        let (ready, mut ready_rx) = watch::channel(false);
+        // Serve whether or not MySQL answers; wait for the first attempt (bounded) so that a
+        // reachable store is in service before the first request.
+        let (progress, mut progress_rx) = watch::channel(startup::Progress::FirstAttempt);
         tokio::spawn(startup::retry_until_ready(
             state.clone(),
-            ready,
+            progress,
             stop_rx.clone(),
         ));
-        let _ = tokio::time::timeout(startup::START_WAIT, ready_rx.wait_for(|r| *r)).await;
+        let first_done = progress_rx.wait_for(|p| *p != startup::Progress::FirstAttempt);
+        let _ = tokio::time::timeout(startup::START_WAIT, first_done).await;
     }
     let jobs = Jobs::start(state.clone()).await.context("starting jobs")?;
     let public_addr = public.local_addr()?;

@@ -24,7 +24,8 @@ use crate::store::SessionStore;
 pub const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts.
 pub const MAX_RETRY: Duration = Duration::from_secs(30);
-/// How long start-up waits for a MySQL store before serving without it.
+/// Longest time start-up waits for the first attempt on a MySQL store before serving without
+/// it (a refused connection ends the wait at once).
 pub const START_WAIT: Duration = Duration::from_secs(3);
 
 /// One attempt to bring the store into service. Each step is idempotent, so a failed attempt
@@ -69,10 +70,21 @@ pub fn retry_delay(failures: u32) -> Duration {
     full.mul_f64(1.0 - jitter)
 }
 
-/// Repeats [`attempt`] until it succeeds (then sends `true` on `ready`) or `stop` turns true.
+/// Where [`retry_until_ready`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The first attempt is running.
+    FirstAttempt,
+    /// An attempt failed; retrying.
+    Retrying,
+    /// The store is in service.
+    Ready,
+}
+
+/// Repeats [`attempt`] until it succeeds or `stop` turns true, reporting on `progress`.
 pub async fn retry_until_ready(
     state: AppState,
-    ready: watch::Sender<bool>,
+    progress: watch::Sender<Progress>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
@@ -86,11 +98,12 @@ pub async fn retry_until_ready(
                 if failures > 0 {
                     tracing::info!(attempts = failures + 1, "store reachable; gateway ready");
                 }
-                let _ = ready.send(true);
+                let _ = progress.send(Progress::Ready);
                 return;
             }
             Err(e) => {
                 failures += 1;
+                let _ = progress.send(Progress::Retrying);
                 let wait = retry_delay(failures);
                 tracing::warn!(
                     error = %format!("{e:#}"),

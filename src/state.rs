@@ -86,7 +86,9 @@ impl AppState {
     /// start with a static `secret_file` and no blacklisting.
     pub fn verification_blocker(&self) -> Option<&'static str> {
         if !self.sessions.keys().is_loaded() {
-            return Some("signing keys are not loaded: the store has not been reachable since start");
+            return Some(
+                "signing keys are not loaded: the store has not been reachable since start",
+            );
         }
         match &self.blacklist {
             Some(bl) if !bl.is_synced() => Some(
