@@ -2,10 +2,15 @@
 //!
 //! Endpoints:
 //! - `GET /healthz` — 200 while the process runs.
-//! - `GET /readyz` — 200 when the store answers and keys are loaded; 503 otherwise and while
-//!   draining.
+//! - `GET /readyz` — 200 while access tokens can be checked (signing keys loaded and, with
+//!   blacklisting, the revocation feed read) and the gateway is not draining; 503 otherwise,
+//!   with the reason. It does not depend on the store answering now (authenticated traffic
+//!   needs no store), and it queries nothing: the body reports the store as `up` or `down`
+//!   from the `store_up` gauge (`{"status":"ready","store":"down"}`); a 503 body is the usual
+//!   admin error (`error`, `message` saying why) plus `store`.
 //! - `GET /metrics` — Prometheus text.
-//! - `GET /.well-known/jwks.json` — public EdDSA keys.
+//! - `GET /.well-known/jwks.json` — public EdDSA keys (503 before the keys are loaded).
+//! - `HEAD` on each of these: the same status and headers, no body.
 //! - `/v1/...` — the session API of SPEC §9, behind `Authorization: Bearer <admin key>`
 //!   (compared in constant time; 403 when no key is configured). Bodies are bounded to
 //!   [`MAX_BODY_BYTES`] (413 beyond).
@@ -29,10 +34,16 @@ use crate::store::SessionStore;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub async fn handle(state: AppState, req: Request<Incoming>) -> Response<Body> {
-    match route(&state, req).await {
+    let head = req.method() == Method::HEAD;
+    let resp = match route(&state, req).await {
         Ok(r) => r,
         Err(e) => e.response(state.cfg.session.expired_status),
+    };
+    if head {
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, body::empty());
     }
+    resp
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
@@ -46,21 +57,27 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    // HEAD is answered like GET outside `/v1`; `handle` drops the body.
+    let read = method == Method::GET || method == Method::HEAD;
     match (method.clone(), path.as_str()) {
-        (Method::GET, "/healthz") => Ok(json_response(
+        (_, "/healthz") if read => Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({"status": "ok"}),
         )),
-        (Method::GET, "/readyz") => readiness(state).await,
-        (Method::GET, "/metrics") => Ok(text(
+        (_, "/readyz") if read => Ok(readiness(state)),
+        (_, "/metrics") if read => Ok(text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             state.metrics.render(),
         )),
-        (Method::GET, "/.well-known/jwks.json") => Ok(json_response(
-            StatusCode::OK,
-            &state.sessions.keys().ring().jwks(),
-        )),
+        (_, "/.well-known/jwks.json") if read => {
+            let ring = state
+                .sessions
+                .keys()
+                .ring()
+                .map_err(|_| Reject::StoreUnavailable)?;
+            Ok(json_response(StatusCode::OK, &ring.jwks()))
+        }
         (_, p) if p.starts_with("/v1/") => {
             authorize(state, &req)?;
             v1(state, req).await
@@ -71,28 +88,34 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
     }
 }
 
-async fn readiness(state: &AppState) -> Result<Response<Body>, Reject> {
-    if state.is_draining() {
-        return Err(Reject::NotReady("draining".into()));
-    }
-    state
-        .sessions
-        .keys()
-        .ring()
-        .signing_key()
-        .map_err(|e| Reject::NotReady(e.to_string()))?;
-    let ping = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        state.sessions.store().ping(),
-    )
-    .await;
-    match ping {
-        Ok(Ok(())) => Ok(json_response(
+/// `/readyz`: from memory only (no store query per probe).
+fn readiness(state: &AppState) -> Response<Body> {
+    let store = if state.metrics.store_up.get() == 1 {
+        "up"
+    } else {
+        "down"
+    };
+    let blocker = if state.is_draining() {
+        Some("draining")
+    } else {
+        state.verification_blocker()
+    };
+    match blocker {
+        None => json_response(
             StatusCode::OK,
-            &serde_json::json!({"status": "ready"}),
-        )),
-        Ok(Err(e)) => Err(Reject::NotReady(format!("store: {e}"))),
-        Err(_) => Err(Reject::NotReady("store did not answer within 2 s".into())),
+            &serde_json::json!({"status": "ready", "store": store}),
+        ),
+        Some(why) => {
+            let reject = Reject::NotReady(why.into());
+            json_response(
+                reject.status(state.cfg.session.expired_status),
+                &serde_json::json!({
+                    "error": reject.code(),
+                    "message": reject.to_string(),
+                    "store": store,
+                }),
+            )
+        }
     }
 }
 

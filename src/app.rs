@@ -1,5 +1,7 @@
-//! Assembly: from a validated [`Config`] to a running gateway — store, migrations, key cache,
-//! blacklist, state, the public and admin listeners, the jobs — and the orderly shutdown
+//! Assembly: from a validated [`Config`] to a running gateway — store, key cache, blacklist,
+//! state, bringing the store into service (`startup.rs`: migrations, keys; MySQL retried in the
+//! background while the gateway serves), the public and admin listeners, the jobs — and the
+//! orderly shutdown
 //! (stop accepting, drain for `shutdown_grace_secs`, stop the jobs, close the store).
 //!
 //! [`start_on`] takes bound listeners and a [`Clock`], so tests run a real gateway on port 0
@@ -34,9 +36,10 @@ use crate::keys::{KeyCache, KeyPolicy};
 use crate::metrics::Metrics;
 use crate::server::{self, Limits, TlsSwap};
 use crate::sessions::{SessionSettings, Sessions};
+use crate::startup;
 use crate::state::{AppState, Live};
+use crate::store;
 use crate::store::metered::Metered;
-use crate::store::{self, SessionStore};
 
 /// How often the TLS certificate and key files are checked for changes.
 pub const TLS_POLL: Duration = Duration::from_secs(5);
@@ -92,8 +95,10 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
     start_on(cfg, clock, public, admin).await
 }
 
-/// Builds the state (opening and migrating the store, loading keys) and serves on the given
-/// listeners.
+/// Builds the state and serves on the given listeners. The store is brought into service
+/// (migrations, keys, revocation feed: `startup.rs`) before serving for SQLite, where a
+/// failure is returned; for MySQL in the background, retried until it answers, waiting at most
+/// [`startup::START_WAIT`] here.
 pub async fn start_on(
     cfg: Config,
     clock: Clock,
@@ -101,33 +106,24 @@ pub async fn start_on(
     admin: TcpListener,
 ) -> anyhow::Result<Gateway> {
     let metrics = Metrics::new();
+    // Opening does not connect for MySQL (the pool connects lazily); a SQLite file that cannot
+    // be opened fails here, before serving.
     let raw = store::open(&cfg.store).await.context("opening the store")?;
+    let is_sqlite = matches!(raw, store::AnyStore::Sqlite(_));
     let store = Arc::new(Metered::new(raw, metrics.clone()));
-    if cfg.store.auto_migrate {
-        store.migrate().await.context("applying migrations")?;
-    }
     let policy = KeyPolicy::from_config(&cfg.tokens)?;
-    let keys = Arc::new(
-        KeyCache::load(store.clone(), policy, clock.clone())
-            .await
-            .context("loading signing keys")?,
-    );
+    // Loaded now for a static secret; otherwise by `startup` once the store answers.
+    let keys = Arc::new(KeyCache::new(store.clone(), policy, clock.clone())?);
     let sessions = Sessions::new(
         store.clone(),
         keys,
         SessionSettings::from_config(&cfg),
         clock.clone(),
     );
-    let blacklist = if cfg.tokens.access_token.blacklisting {
+    let blacklist = cfg.tokens.access_token.blacklisting.then(|| {
         let retain = (cfg.tokens.access_token.validity_secs as i64) * 1000 + 60_000;
-        Some(Arc::new(
-            Blacklist::start(store.as_ref(), retain, clock.now_ms())
-                .await
-                .context("reading the revocation feed")?,
-        ))
-    } else {
-        None
-    };
+        Arc::new(Blacklist::new(retain))
+    });
     let tls = match &cfg.server.tls {
         Some(t) => Some(TlsSwap::load(&t.cert, &t.key)?),
         None => None,
@@ -140,10 +136,24 @@ pub async fn start_on(
         grace: cfg.server.shutdown_grace,
     };
     let state = AppState::new(cfg, sessions, blacklist, metrics, clock);
+    let (stop, stop_rx) = watch::channel(false);
+    if is_sqlite {
+        startup::attempt(&state).await?;
+    } else {
+        // Serve whether or not MySQL answers; wait for the first attempt (bounded) so that a
+        // reachable store is in service before the first request.
+        let (progress, mut progress_rx) = watch::channel(startup::Progress::FirstAttempt);
+        tokio::spawn(startup::retry_until_ready(
+            state.clone(),
+            progress,
+            stop_rx.clone(),
+        ));
+        let first_done = progress_rx.wait_for(|p| *p != startup::Progress::FirstAttempt);
+        let _ = tokio::time::timeout(startup::START_WAIT, first_done).await;
+    }
     let jobs = Jobs::start(state.clone()).await.context("starting jobs")?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
-    let (stop, stop_rx) = watch::channel(false);
     let live = Live::new(&state);
     let reloader = Reloader {
         live: live.clone(),

@@ -6,8 +6,13 @@
 //! hash-set lookup: no store query per request. Entries older than the longest access-token
 //! lifetime are dropped, since every token they could refuse has expired by then. Holes in
 //! the feed's ids are re-read for a minute, since MySQL can make id N+1 visible before id N.
+//!
+//! A blacklist made with [`Blacklist::new`] (the store was down at start) knows nothing until
+//! its first successful [`Blacklist::catch_up`]; [`Blacklist::is_synced`] says whether that
+//! happened, and until then no access token may be trusted (its session may have been revoked).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -36,6 +41,8 @@ pub struct Blacklist {
     revoked: RwLock<HashMap<String, Millis>>,
     position: Mutex<FeedPosition>,
     retain_ms: Millis,
+    /// The feed has been read at least once.
+    synced: AtomicBool,
 }
 
 impl Blacklist {
@@ -46,13 +53,24 @@ impl Blacklist {
         retain_ms: Millis,
         now: Millis,
     ) -> StoreResult<Self> {
-        let bl = Self {
+        let bl = Self::new(retain_ms);
+        bl.catch_up(store, now).await?;
+        Ok(bl)
+    }
+
+    /// An empty blacklist that has not read the feed yet (no I/O).
+    pub fn new(retain_ms: Millis) -> Self {
+        Self {
             revoked: RwLock::new(HashMap::new()),
             position: Mutex::new(FeedPosition::default()),
             retain_ms,
-        };
-        bl.catch_up(store, now).await?;
-        Ok(bl)
+            synced: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the feed has been read at least once, so the set holds every recent revocation.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 
     pub fn is_revoked(&self, handle: &str) -> bool {
@@ -126,6 +144,7 @@ impl Blacklist {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, at| *at >= cutoff);
+        self.synced.store(true, Ordering::Release);
         Ok(added)
     }
 

@@ -1,8 +1,9 @@
 //! The command line (clap): parses arguments and runs one command, returning the process exit
 //! code. `main.rs` only calls [`run`].
 //!
-//! Exit codes follow sysexits: 0 ok, 64 bad configuration or usage, 69 store unavailable,
-//! 70 internal error.
+//! Exit codes follow sysexits: 0 ok, 64 bad configuration or usage, 69 store unavailable (for
+//! `serve`: only a SQLite file that cannot be opened or migrated, or a port that cannot be
+//! bound; an unreachable MySQL is retried instead), 70 internal error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +40,8 @@ pub struct ConfigArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway (applies pending migrations first unless store.auto_migrate = false).
+    /// Run the gateway (applies pending migrations unless store.auto_migrate = false; a MySQL
+    /// store that is down at start is retried in the background while the gateway serves).
     Serve(ConfigArg),
     /// Validate the configuration and print the effective values (secrets masked).
     CheckConfig(ConfigArg),

@@ -252,7 +252,12 @@ async fn dispatch(
     }
     if ctx.method == Method::GET && ctx.path == JWKS_PATH {
         outcome.route = "jwks";
-        let mut resp = json_response(StatusCode::OK, &state.sessions.keys().ring().jwks());
+        let ring = state
+            .sessions
+            .keys()
+            .ring()
+            .map_err(|_| Reject::StoreUnavailable)?;
+        let mut resp = json_response(StatusCode::OK, &ring.jwks());
         add_cors(state, &ctx, &mut resp);
         return Ok(resp);
     }
@@ -285,11 +290,13 @@ async fn dispatch(
         AuthMode::Public | AuthMode::Optional => {
             match authenticate(state, &ctx, route, req.headers()).await {
                 Auth::Valid(c) => Some(c),
+                Auth::Unavailable => return Err(Reject::StoreUnavailable),
                 _ => None,
             }
         }
         AuthMode::Required => match authenticate(state, &ctx, route, req.headers()).await {
             Auth::Valid(c) => Some(c),
+            Auth::Unavailable => return Err(Reject::StoreUnavailable),
             Auth::TryRefresh => {
                 let mut resp = if ctx.navigation {
                     refresh_page(state)
@@ -332,6 +339,9 @@ enum Auth {
     TryRefresh,
     /// Revoked, seen through the blacklist.
     Revoked,
+    /// The browser has a session but tokens cannot be checked yet (no keys, or the
+    /// blacklist has not read the feed): the store has not been reachable since start.
+    Unavailable,
 }
 
 async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap) -> Auth {
@@ -342,6 +352,9 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
     };
     if cookies::cookie(h, ID_REFRESH_COOKIE).is_none() {
         return decide("no_session", Auth::NoSession);
+    }
+    if state.verification_blocker().is_some() {
+        return decide("unavailable", Auth::Unavailable);
     }
     let Some(token) = cookies::cookie(h, ACCESS_COOKIE) else {
         return decide("missing_access_token", Auth::TryRefresh);
@@ -683,6 +696,12 @@ async fn logout_endpoint(
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
+    // Without keys no token can be read, and ending a session needs the store anyway.
+    let ring = state
+        .sessions
+        .keys()
+        .ring()
+        .map_err(|_| Reject::StoreUnavailable)?;
     // The session to end: from a genuine access token (an expired one too: the browser does
     // not send `sRefreshToken` here), else from a genuine refresh token.
     let access = cookies::cookie(h, ACCESS_COOKIE);
@@ -691,7 +710,6 @@ async fn logout_endpoint(
         .map(|(handle, _)| handle);
     if handle.is_none() {
         if let Some(rt) = cookies::cookie(h, REFRESH_COOKIE) {
-            let ring = state.sessions.keys().ring();
             handle = RefreshToken::parse(&rt, ring.refresh_key())
                 .ok()
                 .map(|t| t.handle.to_text());

@@ -4,7 +4,14 @@
 //! `job_runs_total{job,outcome}` / `job_duration_seconds{job}`.
 //!
 //! The blacklist feed poll is not a cron job (it runs several times a second); it is a plain
-//! interval task started next to the scheduler and stopped with it.
+//! interval task started next to the scheduler and stopped with it. So is the store probe: one
+//! ping every [`STORE_PROBE_INTERVAL`] (bounded by [`STORE_PROBE_TIMEOUT`]) keeps the
+//! `store_up` gauge current when no other store traffic does. The probe talks to the store
+//! below the metering wrapper, so `store_queries_total` counts only real work.
+//!
+//! The jobs start with the gateway and tolerate a store that is down or not in service yet:
+//! a failed run is counted and logged, and the rotation check does nothing until the keys
+//! have been loaded (`startup.rs` loads them).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +20,20 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::state::AppState;
 use crate::store::SessionStore;
+
+/// Time between two store probes.
+pub const STORE_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a probe may take before the store counts as down.
+pub const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One store probe: sets `store_up` to 1 if the store answers a ping within
+/// [`STORE_PROBE_TIMEOUT`], else 0.
+pub async fn probe_store_once(state: &AppState) {
+    let store = state.sessions.store();
+    let ping = tokio::time::timeout(STORE_PROBE_TIMEOUT, store.inner().ping()).await;
+    let up = matches!(ping, Ok(Ok(())));
+    state.metrics.store_up.set(i64::from(up));
+}
 
 /// Rows deleted per purge statement.
 pub const PURGE_BATCH: u32 = 1000;
@@ -98,6 +119,7 @@ pub async fn purge_job_once(state: &AppState) -> Result<Option<u64>, crate::stor
 pub struct Jobs {
     scheduler: JobScheduler,
     feed: Option<tokio::task::JoinHandle<()>>,
+    probe: tokio::task::JoinHandle<()>,
 }
 
 impl Jobs {
@@ -137,10 +159,24 @@ impl Jobs {
                 }
             })
         });
-        Ok(Self { scheduler, feed })
+        let st = state.clone();
+        let probe = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STORE_PROBE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                probe_store_once(&st).await;
+            }
+        });
+        Ok(Self {
+            scheduler,
+            feed,
+            probe,
+        })
     }
 
     pub async fn stop(mut self) {
+        self.probe.abort();
         if let Some(f) = self.feed.take() {
             f.abort();
         }

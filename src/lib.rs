@@ -22,5 +22,6 @@ pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod sessions;
+pub mod startup;
 pub mod state;
 pub mod store;

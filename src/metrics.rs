@@ -4,8 +4,8 @@
 //! bounded by the config.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -22,6 +22,9 @@ pub struct Metrics {
     pub store_queries_total: IntCounterVec,
     pub store_errors_total: IntCounter,
     pub store_query_duration_seconds: HistogramVec,
+    /// 1 while the store answers, 0 while it does not: set by the health probe
+    /// (`jobs::STORE_PROBE_INTERVAL`) and by the outcome of every store operation.
+    pub store_up: IntGauge,
     pub purged_sessions_total: IntCounter,
     pub job_runs_total: IntCounterVec,
     pub job_duration_seconds: HistogramVec,
@@ -49,6 +52,12 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::with_opts(Opts::new(name, help).namespace("sessiongate")).expect("valid");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::with_opts(Opts::new(name, help).namespace("sessiongate")).expect("valid");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -135,6 +144,11 @@ impl Metrics {
                 "store_query_duration_seconds",
                 "Store operation latency, by operation",
                 &["op"],
+            ),
+            store_up: gauge(
+                &r,
+                "store_up",
+                "1 while the session store answers, 0 while it does not",
             ),
             purged_sessions_total: counter(
                 &r,

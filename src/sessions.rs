@@ -384,7 +384,7 @@ impl<S: SessionStore> Sessions<S> {
         check_user_id(user_id)?;
         check_payload_object(&jwt_payload)?;
         let now = self.clock.now_ms();
-        let ring = self.keys.ring();
+        let ring = self.keys.ring()?;
         let mut handle = [0u8; 16];
         let mut secret = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut handle);
@@ -427,7 +427,7 @@ impl<S: SessionStore> Sessions<S> {
         record: &SessionRecord,
         token: &RefreshToken,
     ) -> Result<IssuedSession, SessionError> {
-        let ring = self.keys.ring();
+        let ring = self.keys.ring()?;
         let rk = ring.refresh_key();
         let anti_csrf = self.settings.anti_csrf.then(|| token.anti_csrf(rk));
         let iat = record.rotated_at / 1000;
@@ -455,7 +455,7 @@ impl<S: SessionStore> Sessions<S> {
 
     /// Applies the rotation rules to a presented refresh token.
     pub async fn refresh(&self, presented: &str) -> Result<RefreshResult, SessionError> {
-        let ring = self.keys.ring();
+        let ring = self.keys.ring()?;
         let rk = ring.refresh_key();
         let token = match RefreshToken::parse(presented, rk) {
             Ok(t) => t,
@@ -509,9 +509,13 @@ impl<S: SessionStore> Sessions<S> {
         if let Some(claims) = self.verified.get(token, now) {
             return Ok(claims);
         }
-        let claims = match access::verify(token, &self.keys.ring(), now) {
+        // Without a ring no key is known (callers that must tell this apart from a token
+        // signed by an unknown key ask `keys().is_loaded()` first).
+        let ring = self.keys.ring().map_err(|_| AccessError::UnknownKey)?;
+        let claims = match access::verify(token, &ring, now) {
             Err(AccessError::UnknownKey) if self.keys.reload_for_unknown_kid().await => {
-                access::verify(token, &self.keys.ring(), now)
+                let ring = self.keys.ring().map_err(|_| AccessError::UnknownKey)?;
+                access::verify(token, &ring, now)
             }
             other => other,
         }
@@ -530,7 +534,7 @@ impl<S: SessionStore> Sessions<S> {
     ) -> Result<Option<(String, Millis)>, SessionError> {
         check_payload_object(&payload)?;
         let now = self.clock.now_ms();
-        let ring = self.keys.ring();
+        let ring = self.keys.ring()?;
         let iat = now / 1000;
         let new_claims = AccessClaims {
             iat,
@@ -566,7 +570,7 @@ impl<S: SessionStore> Sessions<S> {
         let Some(record) = self.store.session(handle, now).await? else {
             return Ok(false);
         };
-        let ring = self.keys.ring();
+        let ring = self.keys.ring()?;
         let anti_csrf = self.settings.anti_csrf.then(|| {
             let probe = RefreshToken::root(ring.refresh_key(), SessionHandle([0; 16]), [0; 16]);
             "x".repeat(probe.anti_csrf(ring.refresh_key()).len())
@@ -594,9 +598,11 @@ impl<S: SessionStore> Sessions<S> {
     /// [`Sessions::verify`]. Bypasses the verified-token cache. Only for learning which session
     /// to end; never for authorising a request.
     pub async fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, AccessError> {
-        match access::verify_ignoring_expiry(token, &self.keys.ring()) {
+        let ring = self.keys.ring().map_err(|_| AccessError::UnknownKey)?;
+        match access::verify_ignoring_expiry(token, &ring) {
             Err(AccessError::UnknownKey) if self.keys.reload_for_unknown_kid().await => {
-                access::verify_ignoring_expiry(token, &self.keys.ring())
+                let ring = self.keys.ring().map_err(|_| AccessError::UnknownKey)?;
+                access::verify_ignoring_expiry(token, &ring)
             }
             other => other,
         }

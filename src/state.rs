@@ -118,6 +118,25 @@ impl AppState {
         self.0.draining.load(Ordering::Acquire)
     }
 
+    /// Why access tokens cannot be checked yet, if they cannot: the signing keys have not been
+    /// loaded (they live in the store, which has not been reachable since start), or, with
+    /// blacklisting, the revocation feed has not been read (a revoked session would pass).
+    /// `None` once the store has been brought into service (see `startup.rs`), and from the
+    /// start with a static `secret_file` and no blacklisting.
+    pub fn verification_blocker(&self) -> Option<&'static str> {
+        if !self.sessions.keys().is_loaded() {
+            return Some(
+                "signing keys are not loaded: the store has not been reachable since start",
+            );
+        }
+        match &self.blacklist {
+            Some(bl) if !bl.is_synced() => Some(
+                "the revocation feed has not been read: the store has not been reachable since start",
+            ),
+            _ => None,
+        }
+    }
+
     /// Refuses these sessions on this instance at once (other instances learn of them from
     /// the store's revocation feed). No-op without blacklisting.
     pub fn blacklist_now<'a>(&self, handles: impl IntoIterator<Item = &'a str>) {

@@ -197,8 +197,12 @@ async fn readyz_is_503_while_draining() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    assert_error(&status, 503, "not_ready");
-    assert!(status.text().contains("draining"), "{}", status.text());
+    assert_eq!(status.status, 503, "{}", status.text());
+    let v = status.json();
+    assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{v}");
+    assert_eq!(v["error"], "not_ready", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("draining"), "{v}");
+    assert_eq!(v["store"], "up", "{v}");
     assert_eq!(
         admin.raw(Method::GET, "/healthz", None, "").await.status,
         200,

@@ -43,7 +43,7 @@ async fn mysql(db: &common::TestMysql) -> Arc<MysqlStore> {
 }
 
 fn sign(cache: &KeyCache<impl SessionStore>, now: i64) -> String {
-    access::mint(&claims(now), cache.ring().signing_key().unwrap()).unwrap()
+    access::mint(&claims(now), cache.ring().unwrap().signing_key().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,8 +70,8 @@ async fn two_instances_start_and_rotate_together_on_mysql() {
             (1, 1)
         );
         assert_eq!(
-            a.ring().signing_key().unwrap().kid,
-            b.ring().signing_key().unwrap().kid
+            a.ring().unwrap().signing_key().unwrap().kid,
+            b.ring().unwrap().signing_key().unwrap().kid
         );
 
         let now = clock.now_ms();
@@ -81,15 +81,15 @@ async fn two_instances_start_and_rotate_together_on_mysql() {
         assert_eq!(count(KeyPurpose::Access, &sa.keys().await.unwrap()), 2);
         let from_a = sign(&a, now);
         assert_eq!(
-            access::verify(&from_a, &b.ring(), now),
+            access::verify(&from_a, &b.ring().unwrap(), now),
             Err(AccessError::UnknownKey),
             "b has not loaded {forced} yet"
         );
         b.reload().await.unwrap();
-        access::verify(&from_a, &b.ring(), now).unwrap();
+        access::verify(&from_a, &b.ring().unwrap(), now).unwrap();
         // The pre-rotation token keeps verifying on both: no client is refused.
         for cache in [&a, &b] {
-            access::verify(&old_token, &cache.ring(), now).unwrap();
+            access::verify(&old_token, &cache.ring().unwrap(), now).unwrap();
         }
         // Both are due for a scheduled rotation later, at the same moment: one more key.
         clock.advance(Duration::from_secs(3601));
@@ -114,7 +114,7 @@ async fn two_instances_start_and_rotate_together_on_mysql() {
         let (ta, tb) = (sign(&a, now), sign(&b, now));
         for cache in [&a, &b] {
             for t in [&ta, &tb] {
-                access::verify(t, &cache.ring(), now).unwrap();
+                access::verify(t, &cache.ring().unwrap(), now).unwrap();
             }
         }
     }
@@ -145,17 +145,17 @@ async fn old_keys_are_dropped_only_after_their_tokens_expired() {
     clock.advance(Duration::from_secs(60));
     let rotated_at = clock.now_ms();
     assert!(cache.rotate_if_due().await.unwrap().is_none());
-    assert!(cache.ring().verifying_key("k1").is_some());
-    assert!(access::verify(&first, &cache.ring(), t0 + 1000).is_ok());
+    assert!(cache.ring().unwrap().verifying_key("k1").is_some());
+    assert!(access::verify(&first, &cache.ring().unwrap(), t0 + 1000).is_ok());
     // Validity (10 min) plus the minute of margin later, k1 is gone.
     clock.advance(Duration::from_secs(11 * 60 + 1));
     cache.rotate_if_due().await.unwrap();
-    assert!(cache.ring().verifying_key("k1").is_none());
+    assert!(cache.ring().unwrap().verifying_key("k1").is_none());
     assert_eq!(
-        access::verify(&first, &cache.ring(), rotated_at),
+        access::verify(&first, &cache.ring().unwrap(), rotated_at),
         Err(AccessError::UnknownKey)
     );
-    assert_eq!(cache.ring().kids(), vec!["k2"]);
+    assert_eq!(cache.ring().unwrap().kids(), vec!["k2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +178,7 @@ async fn static_secret_file() {
         .await
         .unwrap();
     let now = Clock::system().now_ms();
-    access::verify(&sign(&a, now), &b.ring(), now).unwrap();
+    access::verify(&sign(&a, now), &b.ring().unwrap(), now).unwrap();
     assert!(
         a.force_rotate().await.is_err(),
         "static keys are not rotated"

@@ -1,7 +1,8 @@
 //! Store outage (SPEC §8): a TCP relay we control sits between the gateway and MariaDB. With
 //! the relay cut, requests carrying a valid access token are still served; refresh, session
 //! creation and logout answer 503 `store_unavailable` with `Retry-After` and leave cookies
-//! alone; when the relay is restored the gateway recovers by itself.
+//! alone; `/readyz` stays 200 and says `"store":"down"`; when the relay is restored the
+//! gateway recovers by itself.
 
 mod common;
 mod harness;
@@ -126,21 +127,34 @@ async fn gateway_survives_a_store_outage() {
     assert_eq!(r.status, 503);
     assert!(r.set_cookies().is_empty());
     assert_eq!(b.jar, jar_before);
-    // Readiness reports the outage.
+    // The instance stays ready (authenticated traffic needs no store, so Kubernetes must not
+    // pull it); readiness and `sessiongate_store_up` report the store as down.
     let admin = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let ready =
         |admin: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>>| {
             let url = format!("http://{}/readyz", gw.admin_addr);
             async move {
-                admin
+                let resp = admin
                     .request(http::Request::get(url).body(Default::default()).unwrap())
                     .await
+                    .unwrap();
+                let status = resp.status();
+                let body = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
                     .unwrap()
-                    .status()
+                    .to_bytes();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                (status, body)
             }
         };
-    assert_eq!(ready(admin.clone()).await, 503);
+    let (status, body) = ready(admin.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ready", "store": "down"})
+    );
+    assert_eq!(gw.state.metrics.store_up.get(), 0);
 
     relay.restore();
     // Recovers by itself: refresh succeeds again within a few seconds.
@@ -156,7 +170,10 @@ async fn gateway_survives_a_store_outage() {
     }
     assert_eq!(b.get("/api/x").await.status, 200);
     assert_eq!(newcomer.get("/auth/login?user=bob").await.status, 200);
-    assert_eq!(ready(admin).await, 200);
+    let (status, body) = ready(admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["store"], "up");
+    assert_eq!(gw.state.metrics.store_up.get(), 1);
     gw.stop().await;
 }
 

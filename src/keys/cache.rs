@@ -4,6 +4,12 @@
 //! clone the `Arc`, never across `.await`). The store is read at start, by the rotation job,
 //! and when a token names a `kid` this instance has not seen (another instance rotated),
 //! at most once per [`UNKNOWN_KID_RELOAD_INTERVAL_MS`].
+//!
+//! A cache can exist before its keys do: [`KeyCache::new`] does no I/O, holds the ring at once
+//! for a static `secret_file`, and otherwise has no ring ([`KeyCacheError::NotLoaded`]) until
+//! [`KeyCache::initialise`] succeeds (the gateway retries that while the store is down). Only
+//! `initialise` turns an empty cache into a loaded one; reloads and rotations need a loaded
+//! cache, so a cache without keys never queries the store on behalf of a request.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -27,6 +33,10 @@ pub enum KeyCacheError {
     SecretFile { path: String, why: String },
     #[error("the signing key is static (signing_key.secret_file); rotate it by replacing the file and restarting")]
     StaticKey,
+    /// The keys live in the store and have not been read yet (the store has been unreachable
+    /// since start).
+    #[error("signing keys are not loaded yet: the store has not been reachable since start")]
+    NotLoaded,
 }
 
 /// How this instance manages keys (from `tokens.access_token`).
@@ -71,7 +81,8 @@ pub struct KeyCache<S> {
     store: Arc<S>,
     policy: KeyPolicy,
     clock: Clock,
-    ring: RwLock<Arc<KeyRing>>,
+    /// `None` until the keys are first loaded (dynamic keys whose store is not reachable yet).
+    ring: RwLock<Option<Arc<KeyRing>>>,
     /// When the last reload triggered by an unknown `kid` happened. Only those reloads are
     /// rate-limited: a scheduled reload (start, rotation job) must not block picking up a key
     /// another instance created just after it, or that instance's fresh tokens get refused.
@@ -79,54 +90,89 @@ pub struct KeyCache<S> {
 }
 
 impl<S: SessionStore> KeyCache<S> {
-    /// Loads the ring, creating the refresh key and a first access key when the store has
-    /// none (insert-if-absent, so instances starting together agree on one key).
-    pub async fn load(
-        store: Arc<S>,
-        policy: KeyPolicy,
-        clock: Clock,
-    ) -> Result<Self, KeyCacheError> {
-        let now = clock.now_ms();
+    /// A cache without I/O: loaded at once for a static secret, empty for keys that live in
+    /// the store (see [`KeyCache::initialise`]).
+    pub fn new(store: Arc<S>, policy: KeyPolicy, clock: Clock) -> Result<Self, KeyCacheError> {
         let ring = match &policy.static_secret {
-            Some(secret) => KeyRing::from_static_secret(secret)?,
-            None => {
-                store.insert_key(new_refresh_key(now)).await?;
-                let ring = KeyRing::from_stored(&store.keys().await?)?;
-                let needs_key = ring.signing_key().is_err()
-                    || (policy.dynamic
-                        && ring.rotation_due(now, policy.interval_ms, policy.algorithm));
-                if needs_key {
-                    store
-                        .insert_key(ring.next_access_key(policy.algorithm, now))
-                        .await?;
-                    KeyRing::from_stored(&store.keys().await?)?
-                } else {
-                    ring
-                }
-            }
+            Some(secret) => Some(Arc::new(KeyRing::from_static_secret(secret)?)),
+            None => None,
         };
         Ok(Self {
             store,
             policy,
             clock,
-            ring: RwLock::new(Arc::new(ring)),
+            ring: RwLock::new(ring),
             last_unknown_kid_reload: AtomicI64::new(0),
         })
     }
 
-    /// The current ring (cheap: clones an `Arc`).
-    pub fn ring(&self) -> Arc<KeyRing> {
-        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// [`KeyCache::new`] and [`KeyCache::initialise`]: a cache whose keys are loaded.
+    pub async fn load(
+        store: Arc<S>,
+        policy: KeyPolicy,
+        clock: Clock,
+    ) -> Result<Self, KeyCacheError> {
+        let cache = Self::new(store, policy, clock)?;
+        cache.initialise().await?;
+        Ok(cache)
+    }
+
+    /// Loads the ring from the store, creating the refresh key and a first access key when
+    /// the store has none (insert-if-absent, so instances starting together agree on one key).
+    /// A no-op when the ring is already loaded (always, for a static secret).
+    pub async fn initialise(&self) -> Result<(), KeyCacheError> {
+        if self.is_loaded() {
+            return Ok(());
+        }
+        let store = &self.store;
+        let now = self.clock.now_ms();
+        store.insert_key(new_refresh_key(now)).await?;
+        let ring = KeyRing::from_stored(&store.keys().await?)?;
+        let needs_key = ring.signing_key().is_err()
+            || (self.policy.dynamic
+                && ring.rotation_due(now, self.policy.interval_ms, self.policy.algorithm));
+        let ring = if needs_key {
+            store
+                .insert_key(ring.next_access_key(self.policy.algorithm, now))
+                .await?;
+            KeyRing::from_stored(&store.keys().await?)?
+        } else {
+            ring
+        };
+        self.install(ring);
+        Ok(())
+    }
+
+    /// Whether the ring is loaded (it never becomes unloaded again).
+    pub fn is_loaded(&self) -> bool {
+        self.ring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// The current ring (cheap: clones an `Arc`); [`KeyCacheError::NotLoaded`] before the
+    /// keys were first loaded.
+    pub fn ring(&self) -> Result<Arc<KeyRing>, KeyCacheError> {
+        self.ring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(KeyCacheError::NotLoaded)
     }
 
     fn install(&self, ring: KeyRing) {
-        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(ring));
     }
 
-    /// Reads the key table again.
+    /// Reads the key table again (only once the ring is loaded: the first load is
+    /// [`KeyCache::initialise`]'s, which also creates missing keys).
     pub async fn reload(&self) -> Result<(), KeyCacheError> {
         if self.policy.static_secret.is_some() {
             return Ok(());
+        }
+        if !self.is_loaded() {
+            return Err(KeyCacheError::NotLoaded);
         }
         let ring = KeyRing::from_stored(&self.store.keys().await?)?;
         self.install(ring);
@@ -136,6 +182,9 @@ impl<S: SessionStore> KeyCache<S> {
     /// Reloads after a token named an unknown `kid`, unless a reload happened within the last
     /// [`UNKNOWN_KID_RELOAD_INTERVAL_MS`]. Returns whether it reloaded.
     pub async fn reload_for_unknown_kid(&self) -> bool {
+        if !self.is_loaded() {
+            return false;
+        }
         let now = self.clock.now_ms();
         let last = self.last_unknown_kid_reload.load(Ordering::Relaxed);
         if now - last < UNKNOWN_KID_RELOAD_INTERVAL_MS
@@ -152,12 +201,12 @@ impl<S: SessionStore> KeyCache<S> {
     /// The rotation job's tick: reload, rotate when due (dynamic keys only), drop keys whose
     /// tokens have all expired. Returns the new `kid` when this call created one.
     pub async fn rotate_if_due(&self) -> Result<Option<String>, KeyCacheError> {
-        if self.policy.static_secret.is_some() {
+        if self.policy.static_secret.is_some() || !self.is_loaded() {
             return Ok(None);
         }
         self.reload().await?;
         let now = self.clock.now_ms();
-        let ring = self.ring();
+        let ring = self.ring()?;
         let mut created = None;
         let mut changed = false;
         if self.policy.dynamic
@@ -193,10 +242,10 @@ impl<S: SessionStore> KeyCache<S> {
         }
         self.reload().await?;
         let key = self
-            .ring()
+            .ring()?
             .next_access_key(self.policy.algorithm, self.clock.now_ms());
         self.store.insert_key(key).await?;
         self.reload().await?;
-        Ok(self.ring().signing_key()?.kid.clone())
+        Ok(self.ring()?.signing_key()?.kid.clone())
     }
 }

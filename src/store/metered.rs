@@ -1,6 +1,8 @@
 //! A [`SessionStore`] wrapper that counts and times every operation in [`Metrics`]
 //! (`store_queries_total`, `store_query_duration_seconds`, `store_errors_total`). The gateway
 //! always talks to its store through this, so the counters are the truth about store traffic.
+//! The outcome of each operation also keeps `store_up` current: a success sets it to 1, an
+//! [`StoreError::Unavailable`] to 0 (other failures say nothing about reachability).
 
 use std::future::Future;
 use std::time::Instant;
@@ -20,6 +22,15 @@ impl<S> Metered<S> {
     pub fn inner(&self) -> &S {
         &self.inner
     }
+
+    /// Updates `store_up` from an operation's outcome.
+    pub fn observe_reachability<T>(&self, result: &StoreResult<T>) {
+        match result {
+            Ok(_) => self.metrics.store_up.set(1),
+            Err(StoreError::Unavailable(_)) => self.metrics.store_up.set(0),
+            Err(_) => {}
+        }
+    }
 }
 
 macro_rules! timed {
@@ -27,6 +38,7 @@ macro_rules! timed {
         let started = Instant::now();
         let result = $call.await;
         $self.metrics.store_op($op, started, &result);
+        $self.observe_reachability(&result);
         result
     }};
 }

@@ -291,12 +291,23 @@ session_control = true
     sessiongate::config::load_from_str(&toml).unwrap_or_else(|e| panic!("test config: {e}\n{toml}"))
 }
 
+/// Starts a gateway and waits until it can check access tokens (a MySQL store is brought into
+/// service in the background; on a busy machine its migrations may outlast `start_on`'s wait).
 pub async fn start_gateway(cfg: Config, clock: Clock) -> Gateway {
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    app::start_on(cfg, clock, public, admin)
+    let gw = app::start_on(cfg, clock, public, admin)
         .await
-        .expect("gateway starts")
+        .expect("gateway starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Some(why) = gw.state.verification_blocker() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway not ready after 30 s: {why}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw
 }
 
 /// A response as a test sees it.
