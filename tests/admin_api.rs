@@ -65,6 +65,11 @@ impl Admin {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         self.raw(method, path, Some(KEY), body).await
     }
+
+    /// `POST /v1/sessions` with `body` (`user_id`, optional `jwt_payload`, `session_data`).
+    async fn create(&self, body: serde_json::Value) -> Resp {
+        self.call(Method::POST, "/v1/sessions", Some(body)).await
+    }
 }
 
 /// Asserts an admin error: the status and a JSON body with exactly `error` and `message`.
@@ -279,15 +284,11 @@ async fn v1_session_api() {
 
     // Create.
     let r = admin
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(serde_json::json!({
-                "user_id": "bob",
-                "jwt_payload": {"role": "member"},
-                "session_data": {"note": "api"}
-            })),
-        )
+        .create(serde_json::json!({
+            "user_id": "bob",
+            "jwt_payload": {"role": "member"},
+            "session_data": {"note": "api"}
+        }))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let created = r.json();
@@ -398,13 +399,7 @@ async fn v1_session_api() {
     let mk = |user: &'static str| {
         let admin = &admin;
         async move {
-            let r = admin
-                .call(
-                    Method::POST,
-                    "/v1/sessions",
-                    Some(serde_json::json!({ "user_id": user })),
-                )
-                .await;
+            let r = admin.create(serde_json::json!({ "user_id": user })).await;
             assert_eq!(r.status, 201, "{}", r.text());
             r.json()["handle"].as_str().unwrap().to_string()
         }
@@ -572,13 +567,7 @@ async fn v1_refuses_bad_identity_values() {
         "al\u{1}ice",
         "a\u{7f}",
     ] {
-        let r = admin
-            .call(
-                Method::POST,
-                "/v1/sessions",
-                Some(serde_json::json!({ "user_id": user })),
-            )
-            .await;
+        let r = admin.create(serde_json::json!({ "user_id": user })).await;
         assert_error(&r, 400, "bad_request");
         assert!(r.json()["message"].as_str().unwrap().contains("user_id"));
     }
@@ -589,22 +578,14 @@ async fn v1_refuses_bad_identity_values() {
 
     let big = serde_json::json!({ "pad": "x".repeat(3000) });
     let r = admin
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(serde_json::json!({ "user_id": "alice", "jwt_payload": big })),
-        )
+        .create(serde_json::json!({ "user_id": "alice", "jwt_payload": big }))
         .await;
     assert_error(&r, 400, "bad_request");
     let msg = r.json()["message"].as_str().unwrap().to_string();
     assert!(msg.contains("4096") && msg.contains("bytes"), "{msg}");
 
     let r = admin
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(serde_json::json!({ "user_id": "alice", "jwt_payload": {"role": "member"} })),
-        )
+        .create(serde_json::json!({ "user_id": "alice", "jwt_payload": {"role": "member"} }))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let handle = r.json()["handle"].as_str().unwrap().to_string();

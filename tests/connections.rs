@@ -5,24 +5,20 @@
 
 mod common;
 mod harness;
+mod wire;
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harness::{start_gateway, test_config, TestUpstream};
-use http_body_util::{BodyExt, Empty, StreamBody};
+use http::Method;
+use http_body_util::StreamBody;
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The client connection preface of RFC 9113 §3.4.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// An empty SETTINGS frame.
-const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 
 async fn gateway(extra: &str) -> (common::TestSqlite, TestUpstream, Gateway) {
     gateway_with(extra, |_| {}).await
@@ -41,49 +37,12 @@ async fn gateway_with(
     (db, up, gw)
 }
 
-/// Reads a response head (through the blank line), or what arrived before EOF.
-async fn read_head<S: AsyncRead + Unpin>(s: &mut S, within: Duration) -> String {
-    let mut head = Vec::new();
-    let read = async {
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match s.read(&mut byte).await {
-                Ok(1) => head.push(byte[0]),
-                _ => break,
-            }
-        }
-    };
-    tokio::time::timeout(within, read)
-        .await
-        .expect("no response head in time");
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// Time until the server closes `s` (EOF or reset), or `None` if it is still open after
-/// `within`. Whatever the server sends before closing is ignored.
-async fn closed_after(s: &mut TcpStream, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let wait = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(within, wait)
-        .await
-        .ok()
-        .map(|()| started.elapsed())
-}
-
 async fn get(addr: std::net::SocketAddr, path: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let head = read_head(&mut s, Duration::from_secs(5)).await;
+    let head = wire::read_head(&mut s, Duration::from_secs(5)).await;
     (s, head)
 }
 
@@ -107,10 +66,10 @@ async fn silent_connections_cannot_starve_the_listener() {
         let mut s = TcpStream::connect(addr).await.unwrap();
         match i {
             0 | 1 => {}
-            2 => s.write_all(&H2_PREFACE[..10]).await.unwrap(),
+            2 => s.write_all(&wire::H2_PREFACE[..10]).await.unwrap(),
             _ => {
-                s.write_all(H2_PREFACE).await.unwrap();
-                s.write_all(H2_SETTINGS).await.unwrap();
+                s.write_all(wire::H2_PREFACE).await.unwrap();
+                s.write_all(wire::H2_SETTINGS).await.unwrap();
             }
         }
         silent.push(s);
@@ -126,7 +85,7 @@ async fn silent_connections_cannot_starve_the_listener() {
     );
     // Every silent socket was closed by the server.
     for (i, s) in silent.iter_mut().enumerate() {
-        let closed = closed_after(s, Duration::from_secs(3)).await;
+        let closed = wire::closed_after(s, Duration::from_secs(3)).await;
         assert!(closed.is_some(), "silent socket {i} still open");
     }
     let dropped = opened.elapsed();
@@ -165,17 +124,8 @@ async fn silent_tls_connection_is_closed_after_the_handshake() {
         .expect("handshake");
     // Handshake done, then nothing: closed once the first-request deadline passes.
     let started = Instant::now();
-    let mut buf = [0u8; 256];
-    let closed = tokio::time::timeout(Duration::from_secs(4), async {
-        loop {
-            match tls.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "silent TLS connection still open");
+    let closed = wire::closed_after(&mut tls, Duration::from_secs(4)).await;
+    assert!(closed.is_some(), "silent TLS connection still open");
     assert!(started.elapsed() >= Duration::from_millis(900));
     gw.stop().await;
 }
@@ -188,26 +138,18 @@ async fn idle_keep_alive_connections_are_closed() {
     s.write_all(b"GET /public/slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let head = read_head(&mut s, Duration::from_secs(5)).await;
+    let head = wire::read_head(&mut s, Duration::from_secs(5)).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let h1 = closed_after(&mut s, Duration::from_secs(4))
+    let h1 = wire::closed_after(&mut s, Duration::from_secs(4))
         .await
         .expect("idle HTTP/1.1 connection closed");
     assert!(h1 >= Duration::from_millis(800), "closed too early: {h1:?}");
 
     // HTTP/2 (h2c prior knowledge): after its only stream ends the connection goes away.
-    let tcp = TcpStream::connect(gw.public_addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
-    let req = http::Request::get(format!("http://{}/public/h2", gw.public_addr))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.into_body().collect().await.unwrap();
+    let (mut sender, conn) = wire::h2c_conn(gw.public_addr).await;
+    let uri = format!("http://{}/public/h2", gw.public_addr);
+    let (status, _, _) = wire::h2_send(&mut sender, wire::request(Method::GET, &uri, &[])).await;
+    assert_eq!(status, 200);
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(4), conn)
         .await
@@ -231,17 +173,12 @@ async fn stalled_request_body_is_answered_408() {
         .await
         .unwrap();
     let started = Instant::now();
-    let head = read_head(&mut s, Duration::from_secs(5)).await;
+    let head = wire::read_head(&mut s, Duration::from_secs(5)).await;
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     assert!(started.elapsed() < Duration::from_millis(1900));
 
     // HTTP/2: a stream whose body stops after one chunk.
-    let tcp = TcpStream::connect(gw.public_addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = wire::h2c(gw.public_addr).await;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
     tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))))
         .await
@@ -250,12 +187,8 @@ async fn stalled_request_body_is_answered_408() {
     let req = http::Request::post(format!("http://{}/public/upload", gw.public_addr))
         .body(body)
         .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
-        .await
-        .expect("answered")
-        .unwrap();
-    assert_eq!(resp.status(), 408);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, body) = wire::h2_send(&mut sender, req).await;
+    assert_eq!(status, 408);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"], "request_timeout");
     drop(tx);
@@ -271,7 +204,7 @@ async fn malformed_request_body_is_answered_400() {
     )
     .await
     .unwrap();
-    let head = read_head(&mut s, Duration::from_secs(5)).await;
+    let head = wire::read_head(&mut s, Duration::from_secs(5)).await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
@@ -292,7 +225,7 @@ async fn per_ip_limit_closes_extra_connections() {
     let _ = third
         .write_all(b"GET /public/c HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
-    let head = read_head(&mut third, Duration::from_secs(3)).await;
+    let head = wire::read_head(&mut third, Duration::from_secs(3)).await;
     assert_eq!(head, "", "the third connection was served");
     assert_eq!(closed_metric(&gw, "per_ip_limit"), 1);
     // Closing one frees its place.
@@ -311,21 +244,8 @@ async fn ws_open(addr: std::net::SocketAddr, path: &str, extra: &str) -> (TcpStr
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n{extra}\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
-    let head = read_head(&mut s, Duration::from_secs(5)).await;
+    let head = wire::read_head(&mut s, Duration::from_secs(5)).await;
     (s, head)
-}
-
-async fn read_line(s: &mut TcpStream) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !line.ends_with(b"\n") && s.read(&mut byte).await.unwrap_or(0) == 1 {
-            line.push(byte[0]);
-        }
-    })
-    .await
-    .expect("line in time");
-    String::from_utf8_lossy(&line).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +260,7 @@ async fn only_a_real_websocket_switch_is_tunnelled() {
             .contains(&harness::websocket_accept(WS_KEY.as_bytes()).to_ascii_lowercase()),
         "{head}"
     );
-    assert_eq!(read_line(&mut s).await, "hello \n");
+    assert_eq!(wire::read_line(&mut s).await, "hello \n");
     // 101 without Sec-WebSocket-Accept, or with one for another key: 502, no tunnel.
     for q in ["none", "wrong"] {
         let (_s, head) = ws_open(addr, &format!("/public/ws?accept={q}"), "").await;
@@ -349,7 +269,7 @@ async fn only_a_real_websocket_switch_is_tunnelled() {
     // The client did not ask for WebSocket (h2c), the upstream switches anyway: 502.
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /public/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n").await.unwrap();
-    let head = read_head(&mut s, Duration::from_secs(5)).await;
+    let head = wire::read_head(&mut s, Duration::from_secs(5)).await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     drop(s);
     gw.stop().await;
@@ -364,7 +284,7 @@ async fn cross_origin_websocket_is_refused() {
     for origin in ["http://x", "https://app.example"] {
         let (mut s, head) = ws_open(addr, "/public/ws", &format!("Origin: {origin}\r\n")).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{origin}: {head}");
-        assert_eq!(read_line(&mut s).await, "hello \n");
+        assert_eq!(wire::read_line(&mut s).await, "hello \n");
     }
     gw.stop().await;
 }
@@ -374,7 +294,7 @@ async fn websocket_tunnel_keeps_its_connection_slot() {
     let (_db, _up, gw) = gateway("server.max_connections = 1").await;
     let (mut tunnel, head) = ws_open(gw.public_addr, "/public/ws", "").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(read_line(&mut tunnel).await, "hello \n");
+    assert_eq!(wire::read_line(&mut tunnel).await, "hello \n");
     // The tunnel is the one connection: another is not served while it lasts.
     let mut other = TcpStream::connect(gw.public_addr).await.unwrap();
     other
@@ -405,13 +325,13 @@ async fn websocket_tunnel_idle_timeout_and_shutdown() {
     // Idle: traffic keeps it open, silence closes it.
     let (mut idle, head) = ws_open(gw.public_addr, "/public/ws", "").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(read_line(&mut idle).await, "hello \n");
+    assert_eq!(wire::read_line(&mut idle).await, "hello \n");
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         idle.write_all(b"ping\n").await.unwrap();
-        assert_eq!(read_line(&mut idle).await, "ping\n");
+        assert_eq!(wire::read_line(&mut idle).await, "ping\n");
     }
-    let closed = closed_after(&mut idle, Duration::from_secs(4))
+    let closed = wire::closed_after(&mut idle, Duration::from_secs(4))
         .await
         .expect("idle tunnel closed");
     assert!(closed >= Duration::from_millis(800), "{closed:?}");
@@ -419,7 +339,7 @@ async fn websocket_tunnel_idle_timeout_and_shutdown() {
     // Shutdown: a busy tunnel is closed when the grace period ends.
     let (mut busy, head) = ws_open(gw.public_addr, "/public/ws", "").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(read_line(&mut busy).await, "hello \n");
+    assert_eq!(wire::read_line(&mut busy).await, "hello \n");
     let started = Instant::now();
     gw.shutdown();
     let traffic = async {
@@ -428,7 +348,7 @@ async fn websocket_tunnel_idle_timeout_and_shutdown() {
             if busy.write_all(b"ping\n").await.is_err() {
                 return;
             }
-            let line = read_line(&mut busy).await;
+            let line = wire::read_line(&mut busy).await;
             if line.is_empty() {
                 return;
             }

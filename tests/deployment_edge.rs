@@ -5,10 +5,10 @@
 
 mod common;
 mod harness;
+mod wire;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use harness::{start_gateway, test_config, Browser, Resp, TestUpstream};
@@ -19,10 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+use tokio::net::TcpListener;
 const ADMIN_KEY: &str = "test-admin-key-0123456789";
 const TRUSTED_LOOPBACK: &str = r#"server.trusted_proxies = ["127.0.0.1"]"#;
 /// Trusts some proxies, but not the test client on 127.0.0.1.
@@ -62,35 +59,16 @@ fn assert_forbidden_origin(r: &Resp, what: &str) {
     assert_eq!(r.json()["error"], "forbidden_origin", "{what}");
 }
 
-/// An h2c (prior knowledge) request; returns status, headers and body.
+/// A request on a new h2c (prior knowledge) connection; returns status, headers and body.
 async fn h2(
     addr: SocketAddr,
     method: Method,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let req = b.body(Full::new(Bytes::new())).unwrap();
-    send.ready().await.unwrap();
-    let resp = tokio::time::timeout(IO_TIMEOUT, send.send_request(req))
-        .await
-        .expect("h2 answer in time")
-        .expect("h2 request");
-    assert_eq!(resp.version(), http::Version::HTTP_2);
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, body)
+    let mut send = wire::h2c(addr).await;
+    let req = wire::request(method, &format!("http://{addr}{path}"), headers);
+    wire::h2_send(&mut send, req).await
 }
 
 /// The browser's cookies as one `Cookie` value; `sRefreshToken` only with `refresh`.
@@ -101,26 +79,6 @@ fn cookie_header(b: &Browser, refresh: bool) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Sends raw bytes and returns what came back until the head ends (or the peer closes).
-async fn raw_head(addr: SocketAddr, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(IO_TIMEOUT, read)
-        .await
-        .expect("answer in time");
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -358,7 +316,7 @@ async fn websocket_origin_behind_a_trusted_proxy() {
             s.gw.public_addr,
             cookie_header(&b, false)
         );
-        let head = raw_head(s.gw.public_addr, &req).await;
+        let head = wire::http1_raw(s.gw.public_addr, &req).await.head;
         assert!(
             head.starts_with(&format!("HTTP/1.1 {expected}")),
             "{extra}: {head}"
@@ -475,7 +433,7 @@ async fn admin_post(addr: SocketAddr, path: &str, body: &str) -> Resp {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
-    let resp = tokio::time::timeout(IO_TIMEOUT, client.request(req))
+    let resp = tokio::time::timeout(wire::IO_TIMEOUT, client.request(req))
         .await
         .expect("admin answer in time")
         .expect("admin request");
@@ -589,11 +547,12 @@ async fn request_id_from_an_untrusted_client_is_replaced_and_reaches_upstream_an
         assert!(is_generated_id(&id), "{status}: {id:?}");
     }
     // A 400 for the head itself (duplicate Host), over raw HTTP/1.1.
-    let head = raw_head(
+    let head = wire::http1_raw(
         s.gw.public_addr,
         "GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nX-Request-Id: mine\r\n\r\n",
     )
-    .await;
+    .await
+    .head;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     let line = head
         .lines()

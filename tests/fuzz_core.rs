@@ -21,7 +21,7 @@ use base64::{alphabet, Engine};
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 use sessiongate::config::SigningAlgorithm;
 use sessiongate::http::cookies::{self, cookie};
 use sessiongate::keys::ring::{new_access_key, new_refresh_key};
@@ -345,6 +345,22 @@ fn same_token(genuine: &str, forged: &str) -> bool {
         && matches!((lenient_decode(g[2]), lenient_decode(f[2])), (Some(x), Some(y)) if x == y)
 }
 
+/// `token` with the byte at `at` replaced by `replacement` (the case is rejected when that
+/// byte is already `replacement`), or `None` when the result is still the same token
+/// (see [`same_token`]): what a single-byte forgery of `token` looks like.
+fn flipped(
+    token: &str,
+    at: prop::sample::Index,
+    replacement: u8,
+) -> Result<Option<String>, TestCaseError> {
+    let mut bytes = token.as_bytes().to_vec();
+    let i = at.index(bytes.len());
+    prop_assume!(bytes[i] != replacement);
+    bytes[i] = replacement;
+    let flipped = String::from_utf8(bytes).unwrap();
+    Ok((!same_token(token, &flipped)).then_some(flipped))
+}
+
 fn header_json(alg: &str, kid: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!(r#"{{"typ":"JWT","alg":"{alg}","kid":"{kid}"}}"#))
 }
@@ -390,12 +406,7 @@ proptest! {
             Err(AccessError::Expired)
         );
 
-        let mut bytes = token.clone().into_bytes();
-        let i = at.index(bytes.len());
-        prop_assume!(bytes[i] != replacement);
-        bytes[i] = replacement;
-        let flipped = String::from_utf8(bytes).unwrap();
-        if !same_token(&token, &flipped) {
+        if let Some(flipped) = flipped(&token, at, replacement)? {
             prop_assert!(access::verify(&flipped, &r.hs, NOW).is_err(), "{}", flipped);
         }
     }
@@ -476,12 +487,7 @@ proptest! {
         let hs_token = access::mint(&claims, r.hs.signing_key().unwrap()).unwrap();
         prop_assert!(access::verify(&hs_token, &r.ed, NOW).is_err());
 
-        let mut bytes = token.clone().into_bytes();
-        let i = at.index(bytes.len());
-        prop_assume!(bytes[i] != replacement);
-        bytes[i] = replacement;
-        let flipped = String::from_utf8(bytes).unwrap();
-        if !same_token(&token, &flipped) {
+        if let Some(flipped) = flipped(&token, at, replacement)? {
             prop_assert!(access::verify(&flipped, &r.ed, NOW).is_err(), "{}", flipped);
         }
     }

@@ -8,21 +8,18 @@
 
 mod common;
 mod harness;
+mod wire;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use harness::{start_gateway, test_config, TestUpstream};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{Method, StatusCode};
+use http_body_util::Full;
 use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A host-specific route before the harness routes: `/admin-only` on `admin.example.com`,
 /// public, forwarded under `/via-admin` so the echoed path tells which route matched.
@@ -53,96 +50,25 @@ async fn setup(extra: &str) -> Setup {
     }
 }
 
-/// A response read from a raw socket.
-struct Raw {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
+use wire::Raw;
 
-impl std::fmt::Debug for Raw {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n\n{}",
-            self.head,
-            String::from_utf8_lossy(&self.body)
-        )
-    }
+/// The values the echo upstream reports it received for header `name`.
+fn echoed(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"][name]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Raw {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}\n{}",
-                self.head,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
     /// The values the upstream echoed for header `name`.
     fn upstream(&self, name: &str) -> Vec<String> {
-        self.json()["headers"][name]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
+        echoed(&self.json(), name)
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Decodes a chunked body (enough for the gateway's responses).
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = find(b, b"\r\n") {
-        let size_text = String::from_utf8_lossy(&b[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|e| panic!("bad chunk size {size_text:?}: {e}"));
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
-    out
-}
-
-/// Writes `request` as is and reads the response until the gateway closes the connection
-/// (requests carry `Connection: close` or are HTTP/1.0).
-async fn raw(addr: SocketAddr, request: &str) -> Raw {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(IO_TIMEOUT, s.read_to_end(&mut buf))
-        .await
-        .expect("the gateway answers and closes in time")
-        .expect("read");
-    let end = find(&buf, b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {}", String::from_utf8_lossy(&buf)));
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head}"));
-    let rest = &buf[end + 4..];
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_vec()
-    };
-    Raw { status, head, body }
 }
 
 /// `GET target HTTP/1.1` with the given header lines and `Connection: close`.
@@ -153,7 +79,7 @@ async fn get(addr: SocketAddr, target: &str, lines: &[&str]) -> Raw {
         req.push_str("\r\n");
     }
     req.push_str("Connection: close\r\n\r\n");
-    raw(addr, &req).await
+    wire::http1_raw(addr, &req).await
 }
 
 fn assert_bad_request(r: &Raw, what: &str) {
@@ -161,16 +87,7 @@ fn assert_bad_request(r: &Raw, what: &str) {
     assert_eq!(r.json()["error"], "bad_request", "{what}");
 }
 
-/// An h2c (prior knowledge) connection to the gateway.
-async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    send
-}
+type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 struct H2Resp {
     status: StatusCode,
@@ -179,36 +96,13 @@ struct H2Resp {
 
 impl H2Resp {
     fn upstream(&self, name: &str) -> Vec<String> {
-        self.body["headers"][name]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
+        echoed(&self.body, name)
     }
 }
 
 /// Sends a GET over h2: `uri` absolute gives `:authority`, relative gives none.
-async fn h2_get(
-    send: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-    uri: &str,
-    headers: &[(&str, &str)],
-) -> H2Resp {
-    let mut b = Request::get(uri);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let req = b.body(Full::new(Bytes::new())).unwrap();
-    send.ready().await.unwrap();
-    let resp = tokio::time::timeout(IO_TIMEOUT, send.send_request(req))
-        .await
-        .expect("h2 answer in time")
-        .expect("h2 request");
-    assert_eq!(resp.version(), http::Version::HTTP_2);
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+async fn h2_get(send: &mut H2, uri: &str, headers: &[(&str, &str)]) -> H2Resp {
+    let (status, _, bytes) = wire::h2_send(send, wire::request(Method::GET, uri, headers)).await;
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
         panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes));
     });
@@ -297,7 +191,7 @@ async fn http1_host_is_canonical_routed_on_and_sent_upstream() {
         assert_eq!(r.status, 400, "{bad}: {r:?}");
     }
     // Non-ASCII bytes in Host.
-    let r = raw(
+    let r = wire::http1_raw(
         addr,
         "GET /public/x HTTP/1.1\r\nHost: caf\u{e9}.example\r\nConnection: close\r\n\r\n",
     )
@@ -321,22 +215,22 @@ async fn http1_0_without_host_is_served_without_a_host() {
     let gw = start_gateway(test_config(&db.url(), &up.url(), &extra), Clock::system()).await;
     let addr = gw.public_addr;
 
-    let r = raw(addr, "GET /public/x HTTP/1.0\r\n\r\n").await;
+    let r = wire::http1_raw(addr, "GET /public/x HTTP/1.0\r\n\r\n").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.upstream("host"), [up.addr.to_string()]);
     assert!(r.upstream("x-forwarded-host").is_empty(), "{r:?}");
     // No host: the admin-host route cannot match; `/` (required) answers.
-    let r = raw(addr, "GET /admin-only/x HTTP/1.0\r\n\r\n").await;
+    let r = wire::http1_raw(addr, "GET /admin-only/x HTTP/1.0\r\n\r\n").await;
     assert_eq!(r.status, 401, "{r:?}");
 
-    let r = raw(
+    let r = wire::http1_raw(
         addr,
         "GET /admin-only/x HTTP/1.0\r\nHost: ADMIN.example.com.\r\n\r\n",
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.upstream("host"), ["admin.example.com"]);
-    let r = raw(
+    let r = wire::http1_raw(
         addr,
         "GET /public/x HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
     )
@@ -348,7 +242,7 @@ async fn http1_0_without_host_is_served_without_a_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_host_is_canonical_routed_on_and_sent_upstream() {
     let s = setup("").await;
-    let mut c = h2(s.gw.public_addr).await;
+    let mut c = wire::h2c(s.gw.public_addr).await;
 
     // `:authority` only.
     let r = h2_get(&mut c, "http://ADMIN.example.com./admin-only/x", &[]).await;
@@ -488,7 +382,7 @@ async fn proxy_only_headers_are_dropped_from_untrusted_clients() {
             assert_eq!(r.upstream(name), want, "h1 trusted={trusted} {name}");
         }
 
-        let mut c = h2(addr).await;
+        let mut c = wire::h2c(addr).await;
         let uri = format!("http://{addr}/public/x");
         let r = h2_get(&mut c, &uri, PROXY_ONLY).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
@@ -520,7 +414,7 @@ async fn proxy_only_headers_are_dropped_from_untrusted_clients() {
 async fn cookie_crumbs_are_joined_into_one_header() {
     let s = setup("").await;
     let addr = s.gw.public_addr;
-    let mut c = h2(addr).await;
+    let mut c = wire::h2c(addr).await;
     let uri = format!("http://{addr}/public/x");
     let r = h2_get(
         &mut c,
@@ -565,7 +459,7 @@ async fn transfer_codings_other_than_chunked_are_refused() {
 
     // Plain chunked (any case) is forwarded.
     for te in ["chunked", "Chunked"] {
-        let r = raw(
+        let r = wire::http1_raw(
             addr,
             &post(&format!("Transfer-Encoding: {te}\r\n"), "HTTP/1.1"),
         )
@@ -581,7 +475,7 @@ async fn transfer_codings_other_than_chunked_are_refused() {
         "Transfer-Encoding: chunked, chunked\r\n",
         "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
     ] {
-        let r = raw(addr, &post(lines, "HTTP/1.1")).await;
+        let r = wire::http1_raw(addr, &post(lines, "HTTP/1.1")).await;
         assert_eq!(r.status, 501, "{lines:?}: {r:?}");
         assert_eq!(r.json()["error"], "not_implemented", "{lines:?}");
     }
@@ -596,7 +490,7 @@ async fn transfer_codings_other_than_chunked_are_refused() {
         ),
         ("Transfer-Encoding: chunked\r\n", "HTTP/1.0"),
     ] {
-        let r = raw(addr, &post(lines, version)).await;
+        let r = wire::http1_raw(addr, &post(lines, version)).await;
         assert_eq!(r.status, 400, "{lines:?} {version}: {r:?}");
         assert!(r.body.is_empty(), "hyper's own 400 has no body: {r:?}");
     }
@@ -628,8 +522,8 @@ async fn raw_h2_first_frame_on_stream_1(addr: SocketAddr, extra: &[(&str, &str)]
     for (k, v) in extra {
         literal(&mut block, k, v);
     }
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    let mut out = wire::H2_PREFACE.to_vec();
+    out.extend_from_slice(wire::H2_SETTINGS);
     let len = block.len() as u32;
     out.extend_from_slice(&len.to_be_bytes()[1..]);
     out.extend_from_slice(&[0x1, 0x5, 0, 0, 0, 1]); // HEADERS, END_STREAM | END_HEADERS, stream 1
@@ -654,7 +548,7 @@ async fn raw_h2_first_frame_on_stream_1(addr: SocketAddr, extra: &[(&str, &str)]
             }
         }
     };
-    tokio::time::timeout(IO_TIMEOUT, read)
+    tokio::time::timeout(wire::IO_TIMEOUT, read)
         .await
         .expect("a frame on stream 1 in time")
 }

@@ -11,14 +11,14 @@
 
 mod harness;
 mod ops;
+mod wire;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http::Method;
+use http_body_util::Full;
 use tokio::net::TcpStream;
 
 /// A path the gateway answers itself, so no upstream is involved.
@@ -40,46 +40,20 @@ async fn settle(pid: u32) -> u64 {
 
 async fn idle_h1(addr: std::net::SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
     // Read the whole response (headers + JSON body) so the connection is idle again.
-    let mut buf = vec![0u8; 4096];
-    let mut got = Vec::new();
-    loop {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed early");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("content-length");
-            if body.len() >= len {
-                return s;
-            }
-        }
-    }
+    let request = format!("GET {PATH} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = wire::http1_exchange(&mut s, request.as_bytes()).await.head;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s
 }
 
-type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 async fn idle_h2(addr: std::net::SocketAddr) -> H2Sender {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get(format!("http://{addr}{PATH}"))
-        .body(Empty::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.into_body().collect().await.unwrap();
+    let mut sender = wire::h2c(addr).await;
+    let req = wire::request(Method::GET, &format!("http://{addr}{PATH}"), &[]);
+    let (status, _, _) = wire::h2_send(&mut sender, req).await;
+    assert_eq!(status, 200);
     sender
 }
 

@@ -10,17 +10,15 @@
 
 mod common;
 mod harness;
+mod wire;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use harness::{start_gateway, Browser, TestUpstream};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::Method;
+use http_body_util::Full;
 use sessiongate::clock::Clock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 struct Setup {
     _up: TestUpstream,
@@ -100,7 +98,7 @@ upstream = "{u}"
     }
 }
 
-/// A response read off a raw socket.
+/// A response, over either protocol: its status and body.
 #[derive(Debug)]
 struct Raw {
     status: u16,
@@ -118,24 +116,6 @@ impl Raw {
     }
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = std::str::from_utf8(&b[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
-            .unwrap_or(0);
-        if size == 0 || b.len() < eol + 2 + size {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[(eol + 2 + size + 2).min(b.len())..];
-    }
-}
-
 /// Sends `GET <target> HTTP/1.1` with exactly these bytes as the request target.
 async fn raw_get(addr: SocketAddr, target: &[u8], cookie: Option<&str>) -> Raw {
     let mut req = b"GET ".to_vec();
@@ -145,67 +125,24 @@ async fn raw_get(addr: SocketAddr, target: &[u8], cookie: Option<&str>) -> Raw {
         req.extend_from_slice(format!("Cookie: {c}\r\n").as_bytes());
     }
     req.extend_from_slice(b"\r\n");
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&req).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .expect("response within 5 s")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf);
-    let (head, _) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {text:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status: {head:?}"));
-    let body_at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&buf[body_at..])
-    } else {
-        buf[body_at..].to_vec()
+    let r = wire::http1_raw(addr, req).await;
+    Raw {
+        status: r.status,
+        body: r.text(),
+    }
+}
+
+type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+async fn h2_get(send: &mut H2, addr: SocketAddr, path: &str, cookie: Option<&str>) -> Raw {
+    let uri = format!("http://{addr}{path}");
+    let headers: &[(&str, &str)] = match cookie {
+        Some(c) => &[("cookie", c)],
+        None => &[],
     };
+    let (status, _, body) = wire::h2_send(send, wire::request(Method::GET, &uri, headers)).await;
     Raw {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// An HTTP/2 (h2c, prior knowledge) connection to the gateway.
-async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-        .await
-        .expect("h2c handshake");
-    tokio::spawn(conn);
-    send
-}
-
-async fn h2_get(
-    send: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
-    addr: SocketAddr,
-    path: &str,
-    cookie: Option<&str>,
-) -> Raw {
-    let mut b = http::Request::get(format!("http://{addr}{path}"));
-    if let Some(c) = cookie {
-        b = b.header("cookie", c);
-    }
-    let req = b.body(Empty::new()).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
-        .await
-        .expect("response within 5 s")
-        .expect("h2 response");
-    assert_eq!(resp.version(), http::Version::HTTP_2);
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Raw {
-        status,
+        status: status.as_u16(),
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
@@ -269,7 +206,7 @@ async fn path_parameters_cannot_reach_a_required_route_through_a_public_one_http
     let s = setup().await;
     let addr = s.gw.public_addr;
     let cookie = Some(s.cookie.as_str());
-    let mut c = h2(addr).await;
+    let mut c = wire::h2c(addr).await;
     for path in ["/api;x/secret", "/api;/secret"] {
         let r = h2_get(&mut c, addr, path, None).await;
         assert_bad_request(&r, ";-parameters", path);
@@ -310,7 +247,7 @@ async fn double_encoding_and_overlong_utf8_are_refused() {
         let r = raw_get(addr, target.as_bytes(), None).await;
         assert_bad_request(&r, needle, target);
     }
-    let mut c = h2(addr).await;
+    let mut c = wire::h2c(addr).await;
     for (path, needle) in cases {
         let r = h2_get(&mut c, addr, path, None).await;
         assert_bad_request(&r, needle, path);
@@ -339,7 +276,7 @@ async fn raw_non_ascii_path_bytes_are_forwarded_percent_encoded() {
         assert_eq!(r.status, 400, "{target:?}: {r:?}");
     }
     // HTTP/2 carries the same bytes in `:path`.
-    let mut c = h2(addr).await;
+    let mut c = wire::h2c(addr).await;
     let r = h2_get(&mut c, addr, "/caf\u{e9}", None).await;
     assert_eq!(r.upstream_path(), "/caf%C3%A9");
 }
@@ -349,7 +286,7 @@ async fn case_insensitive_routes_match_any_ascii_case() {
     let s = setup().await;
     let addr = s.gw.public_addr;
     let cookie = Some(s.cookie.as_str());
-    let mut c = h2(addr).await;
+    let mut c = wire::h2c(addr).await;
     for target in ["/CI/secret", "/Ci", "/cI/x/y"] {
         // Before: no such key; `/CI/secret` fell through to the public `/` route.
         let r = raw_get(addr, target.as_bytes(), None).await;

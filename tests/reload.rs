@@ -8,6 +8,7 @@
 mod common;
 mod harness;
 mod ops;
+mod wire;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -18,7 +19,6 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use harness::TestUpstream;
@@ -77,25 +77,6 @@ async fn metric(gw: &Gateway, line_prefix: &str) -> String {
 
 type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
-
-async fn h1(addr: SocketAddr) -> H1 {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    send
-}
-
-async fn h2c(addr: SocketAddr) -> H2 {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    send
-}
 
 fn get(addr: SocketAddr, path: &str) -> Request<Empty<Bytes>> {
     Request::get(format!("http://{addr}{path}"))
@@ -165,14 +146,14 @@ async fn sighup_reloads_live_keys_and_leaves_open_requests_alone() {
     let addr = gw.public_addr;
 
     // Before: route A answers, B does not exist; requests are in the access log.
-    let mut conn1 = h1(addr).await;
+    let mut conn1 = wire::h1(addr).await;
     assert_eq!(send_h1(&mut conn1, addr, "/api/x").await.status(), 200);
     assert_eq!(send_h1(&mut conn1, addr, "/beta/x").await.status(), 404);
     assert_eq!(send_h1(&mut conn1, addr, "/public/x").await.status(), 200);
     assert_eq!(access_lines(&gw, "/public/x"), 1, "{}", gw.log_text());
 
     // Slow streaming responses in flight on a keep-alive HTTP/1.1 and an h2c connection.
-    let mut conn2 = h2c(addr).await;
+    let mut conn2 = wire::h2c(addr).await;
     let resp1 = send_h1(&mut conn1, addr, "/public/stream?chunks=8&ms=250").await;
     let resp2 = send_h2(&mut conn2, addr, "/public/stream?chunks=8&ms=250").await;
     assert_eq!(
@@ -216,7 +197,7 @@ async fn sighup_reloads_live_keys_and_leaves_open_requests_alone() {
     assert_eq!(t2, all);
     // B works on the same HTTP/1.1 connection and on a new one; A still works.
     assert_eq!(send_h1(&mut conn1, addr, "/beta/same").await.status(), 200);
-    let mut conn3 = h1(addr).await;
+    let mut conn3 = wire::h1(addr).await;
     assert_eq!(send_h1(&mut conn3, addr, "/beta/new").await.status(), 200);
     assert_eq!(send_h1(&mut conn3, addr, "/public/y").await.status(), 200);
     assert_eq!(send_h1(&mut conn3, addr, "/api/y").await.status(), 200);
@@ -358,7 +339,6 @@ async fn presented(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_certificate_files_are_reloaded_without_a_signal() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let db = common::TestSqlite::new();
     let up = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -400,18 +380,12 @@ async fn tls_certificate_files_are_reloaded_without_a_signal() {
     assert_eq!(der, two.der);
 
     // The connection opened under certificate 1 still works.
-    open.write_all(
+    let answer = wire::http1_exchange(
+        &mut open,
         b"GET /public/old-conn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut answer))
-        .await
-        .expect("answer within 5 s")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    .await;
+    assert!(answer.head.starts_with("HTTP/1.1 200"), "{answer:?}");
     // A certificate reload is not a configuration reload.
     assert_eq!(
         metric(&gw, "sessiongate_config_reloads_total{result=\"ok\"}").await,

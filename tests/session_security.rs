@@ -10,6 +10,7 @@
 
 mod common;
 mod harness;
+mod wire;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
 use sessiongate::store::SessionStore;
@@ -240,22 +241,21 @@ async fn logout_after_access_expiry_over_http2() {
     let handle = login(&mut b, "alice").await;
     s.clock.advance(Duration::from_secs(61));
 
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<Bytes>>();
+    let mut send = wire::h2c(s.gw.public_addr).await;
     let cookie = format!(
         "sAccessToken={}; sIdRefreshToken={}",
         b.jar["sAccessToken"], b.jar["sIdRefreshToken"]
     );
-    let req = Request::post(format!("http://{}/auth/logout", s.gw.public_addr))
-        .header("cookie", cookie)
-        .header("anti-csrf", b.anti_csrf.clone().unwrap())
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = client.request(req).await.unwrap();
-    assert_eq!(resp.version(), http::Version::HTTP_2);
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["id-refresh-token"], "remove");
+    let anti_csrf = b.anti_csrf.clone().unwrap();
+    let req = wire::request(
+        Method::POST,
+        &format!("http://{}/auth/logout", s.gw.public_addr),
+        &[("cookie", &cookie), ("anti-csrf", &anti_csrf)],
+    );
+    // `h2_send` asserts that the answer came over HTTP/2.
+    let (status, headers, _) = wire::h2_send(&mut send, req).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["id-refresh-token"], "remove");
     assert!(!session_exists(&s.gw, &handle).await);
     let r = b.refresh().await;
     assert_eq!(r.status, 401, "{}", r.text());

@@ -3,13 +3,14 @@
 
 mod common;
 mod harness;
+mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::{start_gateway, test_config, Browser, TestUpstream};
 use sessiongate::clock::Clock;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,8 +23,7 @@ async fn websocket_upgrade_on_an_authenticated_route() {
     // Without a session the upgrade is refused like any request.
     let mut s = TcpStream::connect(gw.public_addr).await.unwrap();
     s.write_all(b"GET /api/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
-    let mut head = String::new();
-    BufReader::new(&mut s).read_line(&mut head).await.unwrap();
+    let head = wire::read_head(&mut s, wire::IO_TIMEOUT).await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
 
     b.login("alice").await;
@@ -31,32 +31,19 @@ async fn websocket_upgrade_on_an_authenticated_route() {
         "sAccessToken={}; sIdRefreshToken={}",
         b.jar["sAccessToken"], b.jar["sIdRefreshToken"]
     );
-    let s = TcpStream::connect(gw.public_addr).await.unwrap();
-    let mut s = BufReader::new(s);
+    let mut s = TcpStream::connect(gw.public_addr).await.unwrap();
     let req = format!("GET /api/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookie}\r\nx-user-id: mallory\r\n\r\n");
-    s.get_mut().write_all(req.as_bytes()).await.unwrap();
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        s.read_line(&mut line).await.unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        head.push_str(&line);
-    }
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = wire::read_head(&mut s, wire::IO_TIMEOUT).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("upgrade: websocket"), "{head}");
-    let mut greeting = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut greeting))
-        .await
-        .unwrap()
-        .unwrap();
+    let greeting = wire::read_line(&mut s).await;
     assert_eq!(
         greeting, "hello alice\n",
         "the upstream saw the gateway's identity, not the client's"
     );
-    s.get_mut().write_all(b"ping-123").await.unwrap();
+    s.write_all(b"ping-123").await.unwrap();
     let mut buf = [0u8; 8];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
         .await
