@@ -143,6 +143,22 @@ fn ranges_and_rules() {
         ("store.url = \"postgres://x\"", &["store.url"]),
         ("store.url = \"mysql://u:p@db:3306/auth\"", &[]),
         ("store.url = \"sqlite::memory:\"", &[]),
+        // TLS to MySQL: the driver's parameters pass; a wrong one names store.url.
+        ("store.url = \"mysql://u:p@db:3306/auth?require_ssl=true\"", &[]),
+        (
+            "store.url = \"mysql://u:p@db/auth?require_ssl=true&verify_identity=false&built_in_roots=false\"",
+            &[],
+        ),
+        ("store.url = \"mysql://u:p@db/auth?require_ssl=yes\"", &["store.url"]),
+        ("store.url = \"mysql://u:p@db/auth?sslmode=REQUIRED\"", &["store.url"]),
+        (
+            "store.url = \"mysql://u:p@db/auth?ssl_ca=/nonexistent/ca.pem\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?ssl_ca=Cargo.toml\"",
+            &["store.url"],
+        ),
         (
             "store.tables.signing_key = \"keys; DROP TABLE x\"",
             &["store.tables.signing_key"],
@@ -439,6 +455,27 @@ fn masked_rendering_hides_secrets() {
     assert!(out.contains("mysql://user:***@db:3306/auth"), "{out}");
     // The rendering is itself valid configuration describing the same values.
     assert!(out.contains("renew_path = \"/auth/refresh\""));
+}
+
+#[test]
+fn mysql_tls_parameters_are_kept_and_the_password_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let cert = rcgen::generate_simple_self_signed(vec!["db".to_string()]).unwrap();
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let url = format!(
+        "mysql://user:hunter2-db@db:3306/auth?ssl_ca={}&verify_identity=false",
+        ca.display()
+    );
+    let cfg = load_from_str(&toml(&format!("store.url = \"{url}\""))).unwrap();
+    assert_eq!(cfg.store.url, StoreUrl::Mysql(url.clone()), "not mangled");
+    let out = render_masked(&cfg);
+    assert!(!out.contains("hunter2-db"), "{out}");
+    let masked = url.replace("hunter2-db", "***");
+    assert!(out.contains(&masked), "{out}");
+    // ssl_ca with require_ssl=false contradicts itself.
+    let text = toml(&format!("store.url = \"{url}&require_ssl=false\""));
+    assert_eq!(problems(&text), ["store.url"]);
 }
 
 #[test]

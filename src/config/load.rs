@@ -491,6 +491,22 @@ fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
         }
     }
 
+    // The CA file of a MySQL URL's `ssl_ca`: the store reads it at start, so check it now.
+    let url = raw.store.as_ref().and_then(|s| s.url.as_deref());
+    if let Some(url) = url.filter(|u| u.starts_with("mysql://")) {
+        let ca = crate::store::mysql::parse_url(url)
+            .ok()
+            .and_then(|p| p.ca_file);
+        if let Some(err) = ca.and_then(|f| crate::store::mysql::read_ca_file(&f).err()) {
+            problems.push(ConfigProblem::new(
+                "store.url",
+                format!("unusable ssl_ca file: {err}"),
+                format!("{:?}", crate::config::mask_url_password(url)),
+                "ssl_ca=PATH naming a readable PEM file of CA certificates",
+            ));
+        }
+    }
+
     if let Some(admin) = raw.admin.as_mut() {
         if let (Some(file), None) = (admin.api_key_file.clone(), admin.api_key.as_ref()) {
             let key = "admin.api_key_file";

@@ -397,16 +397,16 @@ impl Validator {
                         "store.url",
                         &why,
                         quoted(&mask_url_password(&s)),
-                        "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE, sqlite://PATH or sqlite::memory:",
+                        "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?require_ssl=true&ssl_ca=PATH&…], sqlite://PATH or sqlite::memory:",
                     );
                     StoreUrl::SqliteMemory
                 }
             },
         };
         if let StoreUrl::Mysql(u) = &url {
-            let pass = mysql_async::Opts::from_url(u)
+            let pass = crate::store::mysql::parse_url(u)
                 .ok()
-                .and_then(|o| o.pass().map(|p| p.to_string()));
+                .and_then(|p| p.opts.pass().map(|p| p.to_string()));
             if pass.as_deref().is_some_and(is_shipped_placeholder) {
                 self.push(
                     "store.url",
@@ -1101,7 +1101,9 @@ fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
         return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
     }
     if s.starts_with("mysql://") {
-        let opts = mysql_async::Opts::from_url(s).map_err(|e| format!("not a MySQL URL: {e}"))?;
+        let opts = crate::store::mysql::parse_url(s)
+            .map_err(|e| format!("not a MySQL URL: {e}"))?
+            .opts;
         if opts.db_name().is_none_or(str::is_empty) {
             return Err("the MySQL URL names no database".into());
         }
