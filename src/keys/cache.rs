@@ -27,6 +27,8 @@ pub enum KeyCacheError {
     SecretFile { path: String, why: String },
     #[error("the signing key is static (signing_key.secret_file); rotate it by replacing the file and restarting")]
     StaticKey,
+    #[error("signing_key.algorithm = \"EdDSA\" cannot use signing_key.secret_file (a static secret signs with HS256)")]
+    StaticSecretAlgorithm,
 }
 
 /// How this instance manages keys (from `tokens.access_token`).
@@ -45,6 +47,10 @@ impl KeyPolicy {
     /// Reads the policy from config, including the static secret file when one is set.
     pub fn from_config(t: &TokensConfig) -> Result<Self, KeyCacheError> {
         let sk = &t.access_token.signing_key;
+        // Config validation refuses this first; kept so no other caller can build it.
+        if sk.secret_file.is_some() && sk.algorithm == SigningAlgorithm::EdDsa {
+            return Err(KeyCacheError::StaticSecretAlgorithm);
+        }
         let static_secret = match &sk.secret_file {
             None => None,
             Some(path) => {
