@@ -104,6 +104,11 @@ fn ranges_and_rules() {
             &["tokens.access_token.signing_key.update_interval_hours"],
         ),
         ("tokens.access_token.signing_key.algorithm = \"EdDSA\"", &[]),
+        ("logging.level = \"warn\"", &[]),
+        ("logging.level = \"sessiongate=debug,info\"", &[]),
+        ("logging.level = \"warning\"", &["logging.level"]),
+        ("logging.level = \"verbose\"", &["logging.level"]),
+        ("logging.level = \"info,sessiongate\"", &["logging.level"]),
         (
             "tokens.access_token.signing_key.algorithm = \"RS256\"",
             &["tokens.access_token.signing_key.algorithm"],
@@ -377,6 +382,7 @@ fn routes() {
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\nlogin_redirect = \"//evil.example\"\n", &["routes[0].login_redirect"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\n[[routes]]\nname = \"a\"\nupstream = \"http://y\"\npath_prefix = \"/b\"\n", &["routes[1].name"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"https://x:8443/base\"\nhost = \"app.example\"\nlogin_redirect = \"/login\"\n", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\nhost = \"app.example:8443\"\n", &["routes[0].host"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"allow\"\n", &["routes[0].path_params"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"strip\"\ncase_insensitive = true\n", &[]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"reject\"\ncase_insensitive = false\n", &[]),
@@ -455,6 +461,26 @@ fn masked_rendering_hides_secrets() {
     assert!(out.contains("mysql://user:***@db:3306/auth"), "{out}");
     // The rendering is itself valid configuration describing the same values.
     assert!(out.contains("renew_path = \"/auth/refresh\""));
+}
+
+#[test]
+fn eddsa_with_a_static_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt-secret");
+    std::fs::write(&secret, [7u8; 48]).unwrap();
+    let file = format!(
+        "tokens.access_token.signing_key.secret_file = \"{}\"\n",
+        secret.display()
+    );
+    check(&file, &[]);
+    check(
+        &format!("{file}tokens.access_token.signing_key.algorithm = \"HS256\""),
+        &[],
+    );
+    check(
+        &format!("{file}tokens.access_token.signing_key.algorithm = \"EdDSA\""),
+        &["tokens.access_token.signing_key.algorithm"],
+    );
 }
 
 #[test]

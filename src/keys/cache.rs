@@ -206,3 +206,32 @@ impl<S: SessionStore> KeyCache<S> {
         Ok(self.ring().signing_key()?.kid.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Validation refuses EdDSA with a static secret; a config built around it is refused
+    /// here too, before any key is made.
+    #[test]
+    fn static_secret_only_with_hs256() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("jwt-secret");
+        std::fs::write(&secret, [7u8; 40]).unwrap();
+        let cfg = crate::config::load_from_str(&format!(
+            "tokens.refresh_token.renew_path = \"/auth/refresh\"\n\
+             tokens.access_token.signing_key.secret_file = \"{}\"\n\
+             [[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n",
+            secret.display()
+        ))
+        .unwrap();
+        let mut tokens = cfg.tokens;
+        let policy = KeyPolicy::from_config(&tokens).unwrap();
+        assert_eq!(policy.static_secret.as_deref(), Some(&[7u8; 40][..]));
+        tokens.access_token.signing_key.algorithm = SigningAlgorithm::EdDsa;
+        assert!(matches!(
+            KeyPolicy::from_config(&tokens),
+            Err(KeyCacheError::StaticSecretAlgorithm)
+        ));
+    }
+}
