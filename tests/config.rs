@@ -149,13 +149,26 @@ fn ranges_and_rules() {
         ("store.url = \"mysql://u:p@db:3306/auth\"", &[]),
         ("store.url = \"sqlite::memory:\"", &[]),
         // TLS to MySQL: the driver's parameters pass; a wrong one names store.url.
-        ("store.url = \"mysql://u:p@db:3306/auth?require_ssl=true\"", &[]),
         (
-            "store.url = \"mysql://u:p@db/auth?require_ssl=true&verify_identity=false&built_in_roots=false\"",
+            "store.url = \"mysql://u:p@db:3306/auth?require_ssl=true\"",
             &[],
         ),
-        ("store.url = \"mysql://u:p@db/auth?require_ssl=yes\"", &["store.url"]),
-        ("store.url = \"mysql://u:p@db/auth?sslmode=REQUIRED\"", &["store.url"]),
+        (
+            "store.url = \"mysql://u:p@db/auth?require_ssl=true&verify_identity=false\"",
+            &[],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?require_ssl=true&built_in_roots=false\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?require_ssl=yes\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?sslmode=REQUIRED\"",
+            &["store.url"],
+        ),
         (
             "store.url = \"mysql://u:p@db/auth?ssl_ca=/nonexistent/ca.pem\"",
             &["store.url"],

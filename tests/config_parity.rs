@@ -150,6 +150,12 @@ fn check_config_rejects_what_serve_rejects() {
             "store.url",
         ),
         (
+            "MySQL TLS that trusts no CA",
+            "store.url = \"mysql://u@127.0.0.1:1/db?require_ssl=true&built_in_roots=false\"".into(),
+            "",
+            "store.url",
+        ),
+        (
             "an unknown MySQL URL parameter",
             "store.url = \"mysql://u@127.0.0.1:1/db?sslmode=REQUIRED\"".into(),
             "",

@@ -174,6 +174,7 @@ async fn ping_error(url: &str) -> String {
         Ok(()) => panic!("{url}: the connection should have been refused"),
         Err(e) => e.to_string(),
     };
+    eprintln!("{url}: refused in {:?}: {err}", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "refusal took {:?}",

@@ -125,6 +125,14 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
         format!("{base}?{}", kept.join("&"))
     };
     let opts = Opts::from_url(&rebuilt).map_err(|e| e.to_string())?;
+    let trusts_nothing = opts.ssl_opts().is_some_and(|ssl| {
+        ssl.disable_built_in_roots() && !ssl.accept_invalid_certs() && ca_file.is_none()
+    });
+    if trusts_nothing {
+        return Err(format!(
+            "built_in_roots=false without {CA_FILE_PARAM} trusts no CA: no connection could succeed"
+        ));
+    }
     Ok(ParsedUrl { opts, ca_file })
 }
 
@@ -767,7 +775,10 @@ mod url_tests {
         check("mysql://u@db/x", false);
         check("mysql://u@db/x?require_ssl=true", true);
         check("mysql://u@db/x?require_ssl=true&verify_ca=false", true);
-        check("mysql://u@db/x?require_ssl=true&built_in_roots=false", true);
+        check(
+            "mysql://u@db/x?require_ssl=true&built_in_roots=false&verify_ca=false",
+            true,
+        );
         check("mysql://u@db/x?require_ssl=false", false);
     }
 
@@ -778,6 +789,7 @@ mod url_tests {
             "mysql://u@db/x?ssl_ca=",
             "mysql://u@db/x?ssl_ca=/a.pem&ssl_ca=/b.pem",
             "mysql://u@db/x?require_ssl=yes",
+            "mysql://u@db/x?require_ssl=true&built_in_roots=false",
             "mysql://u@db/x?sslmode=require",
         ] {
             assert!(parse_url(url).is_err(), "{url}");
