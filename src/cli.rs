@@ -27,8 +27,36 @@ pub const EXIT_SOFTWARE: u8 = 70;
     about = "Reverse-proxy authentication gateway"
 )]
 pub struct Cli {
+    /// Configuration file, also accepted before the subcommand (`sessiongate --config f serve`).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command, with a `--config` given before the subcommand moved into it. Given on
+    /// both sides it must name the same file; `demo` reads no configuration file.
+    pub fn into_command(self) -> Result<Command, String> {
+        let mut command = self.command;
+        let Some(path) = self.config else {
+            return Ok(command);
+        };
+        match command.config_arg() {
+            None => return Err("--config does not apply to this command".into()),
+            Some(ConfigArg {
+                config: Some(other),
+            }) if *other != path => {
+                return Err(format!(
+                    "--config is given twice ({} and {})",
+                    path.display(),
+                    other.display()
+                ))
+            }
+            Some(arg) => arg.config = Some(path),
+        }
+        Ok(command)
+    }
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -56,6 +84,18 @@ pub enum Command {
     },
 }
 
+impl Command {
+    fn config_arg(&mut self) -> Option<&mut ConfigArg> {
+        match self {
+            Command::Serve(a) | Command::CheckConfig(a) | Command::Migrate(a) => Some(a),
+            Command::Keys {
+                command: KeysCommand::Rotate(a),
+            } => Some(a),
+            Command::Demo(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a new access-token signing key now.
@@ -64,7 +104,13 @@ pub enum KeysCommand {
 
 /// Parses `std::env::args` and runs the command.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match Cli::parse().into_command() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,7 +121,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_SOFTWARE);
         }
     };
-    runtime.block_on(dispatch(cli.command))
+    runtime.block_on(dispatch(command))
 }
 
 fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {

@@ -104,6 +104,11 @@ fn ranges_and_rules() {
             &["tokens.access_token.signing_key.update_interval_hours"],
         ),
         ("tokens.access_token.signing_key.algorithm = \"EdDSA\"", &[]),
+        ("logging.level = \"warn\"", &[]),
+        ("logging.level = \"sessiongate=debug,info\"", &[]),
+        ("logging.level = \"warning\"", &["logging.level"]),
+        ("logging.level = \"verbose\"", &["logging.level"]),
+        ("logging.level = \"info,sessiongate\"", &["logging.level"]),
         (
             "tokens.access_token.signing_key.algorithm = \"RS256\"",
             &["tokens.access_token.signing_key.algorithm"],
@@ -143,6 +148,35 @@ fn ranges_and_rules() {
         ("store.url = \"postgres://x\"", &["store.url"]),
         ("store.url = \"mysql://u:p@db:3306/auth\"", &[]),
         ("store.url = \"sqlite::memory:\"", &[]),
+        // TLS to MySQL: the driver's parameters pass; a wrong one names store.url.
+        (
+            "store.url = \"mysql://u:p@db:3306/auth?require_ssl=true\"",
+            &[],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?require_ssl=true&verify_identity=false\"",
+            &[],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?require_ssl=true&built_in_roots=false\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?require_ssl=yes\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?sslmode=REQUIRED\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?ssl_ca=/nonexistent/ca.pem\"",
+            &["store.url"],
+        ),
+        (
+            "store.url = \"mysql://u:p@db/auth?ssl_ca=Cargo.toml\"",
+            &["store.url"],
+        ),
         (
             "store.tables.signing_key = \"keys; DROP TABLE x\"",
             &["store.tables.signing_key"],
@@ -361,6 +395,7 @@ fn routes() {
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\nlogin_redirect = \"//evil.example\"\n", &["routes[0].login_redirect"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\n[[routes]]\nname = \"a\"\nupstream = \"http://y\"\npath_prefix = \"/b\"\n", &["routes[1].name"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"https://x:8443/base\"\nhost = \"app.example\"\nlogin_redirect = \"/login\"\n", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\nhost = \"app.example:8443\"\n", &["routes[0].host"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"allow\"\n", &["routes[0].path_params"]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"strip\"\ncase_insensitive = true\n", &[]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://x\"\npath_params = \"reject\"\ncase_insensitive = false\n", &[]),
@@ -439,6 +474,47 @@ fn masked_rendering_hides_secrets() {
     assert!(out.contains("mysql://user:***@db:3306/auth"), "{out}");
     // The rendering is itself valid configuration describing the same values.
     assert!(out.contains("renew_path = \"/auth/refresh\""));
+}
+
+#[test]
+fn eddsa_with_a_static_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt-secret");
+    std::fs::write(&secret, [7u8; 48]).unwrap();
+    let file = format!(
+        "tokens.access_token.signing_key.secret_file = \"{}\"\n",
+        secret.display()
+    );
+    check(&file, &[]);
+    check(
+        &format!("{file}tokens.access_token.signing_key.algorithm = \"HS256\""),
+        &[],
+    );
+    check(
+        &format!("{file}tokens.access_token.signing_key.algorithm = \"EdDSA\""),
+        &["tokens.access_token.signing_key.algorithm"],
+    );
+}
+
+#[test]
+fn mysql_tls_parameters_are_kept_and_the_password_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let cert = rcgen::generate_simple_self_signed(vec!["db".to_string()]).unwrap();
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let url = format!(
+        "mysql://user:hunter2-db@db:3306/auth?ssl_ca={}&verify_identity=false",
+        ca.display()
+    );
+    let cfg = load_from_str(&toml(&format!("store.url = \"{url}\""))).unwrap();
+    assert_eq!(cfg.store.url, StoreUrl::Mysql(url.clone()), "not mangled");
+    let out = render_masked(&cfg);
+    assert!(!out.contains("hunter2-db"), "{out}");
+    let masked = url.replace("hunter2-db", "***");
+    assert!(out.contains(&masked), "{out}");
+    // ssl_ca with require_ssl=false contradicts itself.
+    let text = toml(&format!("store.url = \"{url}&require_ssl=false\""));
+    assert_eq!(problems(&text), ["store.url"]);
 }
 
 #[test]

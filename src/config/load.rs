@@ -489,6 +489,43 @@ fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
                 ));
             }
         }
+        // Both readable: they must also make the TLS configuration `serve` builds.
+        let (cert, key) = (tls.cert.as_deref(), tls.key.as_deref());
+        if let (Some(cert), Some(key)) = (cert, key) {
+            let readable = |f: &str| !f.is_empty() && std::fs::File::open(f).is_ok();
+            if readable(cert) && readable(key) {
+                if let Err(e) = crate::server::tls_acceptor(Path::new(cert), Path::new(key)) {
+                    let why = format!("{e:#}");
+                    let (k, file) = if why.contains("private key") || why.contains("do not match") {
+                        ("server.tls.key", key)
+                    } else {
+                        ("server.tls.cert", cert)
+                    };
+                    problems.push(ConfigProblem::new(
+                        k,
+                        format!("unusable certificate or key: {}", one_line(&why)),
+                        format!("{file:?}"),
+                        "a PEM certificate chain (server.tls.cert) and its PEM private key (server.tls.key)",
+                    ));
+                }
+            }
+        }
+    }
+
+    // The CA file of a MySQL URL's `ssl_ca`: the store reads it at start, so check it now.
+    let url = raw.store.as_ref().and_then(|s| s.url.as_deref());
+    if let Some(url) = url.filter(|u| u.starts_with("mysql://")) {
+        let ca = crate::store::mysql::parse_url(url)
+            .ok()
+            .and_then(|p| p.ca_file);
+        if let Some(err) = ca.and_then(|f| crate::store::mysql::read_ca_file(&f).err()) {
+            problems.push(ConfigProblem::new(
+                "store.url",
+                format!("unusable ssl_ca file: {err}"),
+                format!("{:?}", crate::config::mask_url_password(url)),
+                "ssl_ca=PATH naming a readable PEM file of CA certificates",
+            ));
+        }
     }
 
     if let Some(admin) = raw.admin.as_mut() {

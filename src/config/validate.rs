@@ -397,16 +397,16 @@ impl Validator {
                         "store.url",
                         &why,
                         quoted(&mask_url_password(&s)),
-                        "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE, sqlite://PATH or sqlite::memory:",
+                        "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?require_ssl=true&ssl_ca=PATH&…], sqlite://PATH or sqlite::memory:",
                     );
                     StoreUrl::SqliteMemory
                 }
             },
         };
         if let StoreUrl::Mysql(u) = &url {
-            let pass = mysql_async::Opts::from_url(u)
+            let pass = crate::store::mysql::parse_url(u)
                 .ok()
-                .and_then(|o| o.pass().map(|p| p.to_string()));
+                .and_then(|p| p.opts.pass().map(|p| p.to_string()));
             if pass.as_deref().is_some_and(is_shipped_placeholder) {
                 self.push(
                     "store.url",
@@ -578,6 +578,15 @@ impl Validator {
             Some(s) => Some(PathBuf::from(s)),
             None => None,
         };
+        // A static secret is an HMAC key: it has no EdDSA meaning.
+        if algorithm == SigningAlgorithm::EdDsa && secret_file.is_some() {
+            self.push(
+                "tokens.access_token.signing_key.algorithm",
+                "EdDSA conflicts with secret_file (a static secret signs with HS256)",
+                "\"EdDSA\"",
+                "\"HS256\" or unset when secret_file is set, or EdDSA without secret_file",
+            );
+        }
         // A static key the operator manages replaces rotating keys.
         let dynamic = match (raw.dynamic, &secret_file) {
             (Some(true), Some(_)) => {
@@ -834,23 +843,13 @@ impl Validator {
         let level = match raw.level {
             None => defaults::LOG_LEVEL.to_string(),
             Some(s) if s.trim().is_empty() => {
-                self.push(
-                    "logging.level",
-                    "empty",
-                    quoted(&s),
-                    "a tracing filter such as \"info\" or \"sessiongate=debug,info\"",
-                );
+                self.push("logging.level", "empty", quoted(&s), LOG_LEVEL_RULE);
                 defaults::LOG_LEVEL.to_string()
             }
-            Some(s) => match tracing_subscriber::EnvFilter::builder().parse(&s) {
-                Ok(_) => s,
-                Err(e) => {
-                    self.push(
-                        "logging.level",
-                        &format!("not a valid tracing filter: {e}"),
-                        quoted(&s),
-                        "a tracing filter such as \"info\" or \"sessiongate=debug,info\"",
-                    );
+            Some(s) => match check_log_filter(&s) {
+                Ok(()) => s,
+                Err(why) => {
+                    self.push("logging.level", &why, quoted(&s), LOG_LEVEL_RULE);
                     defaults::LOG_LEVEL.to_string()
                 }
             },
@@ -946,7 +945,7 @@ impl Validator {
                         &key("host"),
                         why,
                         quoted(&h),
-                        "a host name with an optional port, e.g. app.example.com or app.example.com:8443",
+                        "a host name without a port, e.g. app.example.com (it matches that host on every port)",
                     );
                     None
                 }
@@ -1101,7 +1100,9 @@ fn parse_store_url(s: &str) -> Result<StoreUrl, String> {
         return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
     }
     if s.starts_with("mysql://") {
-        let opts = mysql_async::Opts::from_url(s).map_err(|e| format!("not a MySQL URL: {e}"))?;
+        let opts = crate::store::mysql::parse_url(s)
+            .map_err(|e| format!("not a MySQL URL: {e}"))?
+            .opts;
         if opts.db_name().is_none_or(str::is_empty) {
             return Err("the MySQL URL names no database".into());
         }
@@ -1140,6 +1141,35 @@ fn check_cookie_domain(d: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// What `logging.level` accepts.
+const LOG_LEVEL_RULE: &str = "trace, debug, info, warn, error or off, or tracing directives \
+     such as \"sessiongate=debug,info\" (each a level or TARGET=LEVEL)";
+
+/// A `logging.level` value: a tracing `EnvFilter` whose every directive is a level name or
+/// names its level (`target=level`, `target[span]=level`). A bare word that is not a level,
+/// such as `warning`, is a valid filter for a *target* of that name, so nothing would ever be
+/// logged: refused.
+fn check_log_filter(s: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map_err(|e| format!("not a valid tracing filter: {e}"))?;
+    for d in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !d.contains('=')
+            && !d.contains('[')
+            && !LEVELS.contains(&d.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "{d:?} is not a level (as a tracing directive it would select a target named \
+                 {d:?} and log nothing else)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A route's host: a DNS name without port. The router compares the request's host without
+/// its port (`proxy::route`), so a port here could never match: refused rather than ignored.
 fn check_route_host(h: &str) -> Result<(), &'static str> {
     if h.contains("://") {
         return Err("has a scheme");
@@ -1147,15 +1177,10 @@ fn check_route_host(h: &str) -> Result<(), &'static str> {
     if h.contains('/') {
         return Err("has a path");
     }
-    let name = match h.rsplit_once(':') {
-        Some((name, port)) => {
-            if port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err("not a valid port");
-            }
-            name
-        }
-        None => h,
-    };
+    if h.contains(':') {
+        return Err("has a port (routes match the host of a request on any port)");
+    }
+    let name = h;
     if !is_dns_name(name) {
         return Err("not a host name");
     }

@@ -37,6 +37,8 @@ pub enum KeyCacheError {
     /// since start).
     #[error("signing keys are not loaded yet: the store has not been reachable since start")]
     NotLoaded,
+    #[error("signing_key.algorithm = \"EdDSA\" cannot use signing_key.secret_file (a static secret signs with HS256)")]
+    StaticSecretAlgorithm,
 }
 
 /// How this instance manages keys (from `tokens.access_token`).
@@ -55,6 +57,10 @@ impl KeyPolicy {
     /// Reads the policy from config, including the static secret file when one is set.
     pub fn from_config(t: &TokensConfig) -> Result<Self, KeyCacheError> {
         let sk = &t.access_token.signing_key;
+        // Config validation refuses this first; kept so no other caller can build it.
+        if sk.secret_file.is_some() && sk.algorithm == SigningAlgorithm::EdDsa {
+            return Err(KeyCacheError::StaticSecretAlgorithm);
+        }
         let static_secret = match &sk.secret_file {
             None => None,
             Some(path) => {
@@ -247,5 +253,34 @@ impl<S: SessionStore> KeyCache<S> {
         self.store.insert_key(key).await?;
         self.reload().await?;
         Ok(self.ring()?.signing_key()?.kid.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Validation refuses EdDSA with a static secret; a config built around it is refused
+    /// here too, before any key is made.
+    #[test]
+    fn static_secret_only_with_hs256() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("jwt-secret");
+        std::fs::write(&secret, [7u8; 40]).unwrap();
+        let cfg = crate::config::load_from_str(&format!(
+            "tokens.refresh_token.renew_path = \"/auth/refresh\"\n\
+             tokens.access_token.signing_key.secret_file = \"{}\"\n\
+             [[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1\"\n",
+            secret.display()
+        ))
+        .unwrap();
+        let mut tokens = cfg.tokens;
+        let policy = KeyPolicy::from_config(&tokens).unwrap();
+        assert_eq!(policy.static_secret.as_deref(), Some(&[7u8; 40][..]));
+        tokens.access_token.signing_key.algorithm = SigningAlgorithm::EdDsa;
+        assert!(matches!(
+            KeyPolicy::from_config(&tokens),
+            Err(KeyCacheError::StaticSecretAlgorithm)
+        ));
     }
 }

@@ -6,12 +6,18 @@
 //! second connection while holding one, so no pool size can deadlock. Getting a connection
 //! is bounded by [`ACQUIRE_TIMEOUT`]; an unreachable server is `StoreError::Unavailable`, not a
 //! hang. `with_job_lock` uses `GET_LOCK` on a dedicated connection.
+//!
+//! TLS (rustls, ring) is asked for in the URL: mysql_async's `require_ssl`, `verify_ca`,
+//! `verify_identity` and `built_in_roots`, plus sessiongate's own `ssl_ca=PATH` (a PEM file of
+//! CA certificates to trust, which implies `require_ssl=true`); [`parse_url`] is the one reader
+//! of those parameters, used by config validation and by [`MysqlStore::open`] alike.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, TxOpts};
 
 use super::migrate;
 use super::*;
@@ -58,16 +64,115 @@ fn row_to_raw(row: mysql_async::Row) -> StoreResult<RawSession> {
     mysql_async::from_row_opt(row).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// sessiongate's own URL parameter: a PEM file of CA certificates the server's certificate
+/// must chain to. mysql_async 0.36 has no URL parameter for it.
+pub const CA_FILE_PARAM: &str = "ssl_ca";
+
+/// A MySQL URL read: the driver's options and the CA file named by `ssl_ca`, if any.
+#[derive(Debug)]
+pub struct ParsedUrl {
+    pub opts: Opts,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Reads a `mysql://` URL. `ssl_ca=PATH` (percent-encoded like any query value) is taken out
+/// before the rest goes to mysql_async, and turns TLS on unless the URL says
+/// `require_ssl=false`, which contradicts it and is refused. Pure: the CA file is not read.
+pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut ca_file = None;
+    let mut require_ssl: Option<&str> = None;
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == CA_FILE_PARAM {
+            if ca_file.is_some() {
+                return Err(format!("{CA_FILE_PARAM} is given twice"));
+            }
+            let path = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .map_err(|_| format!("{CA_FILE_PARAM} is not UTF-8 once percent-decoded"))?;
+            if path.is_empty() {
+                return Err(format!("{CA_FILE_PARAM} names no file"));
+            }
+            ca_file = Some(PathBuf::from(path.into_owned()));
+            continue;
+        }
+        if k == "require_ssl" {
+            require_ssl = Some(v);
+        }
+        if !pair.is_empty() {
+            kept.push(pair);
+        }
+    }
+    if ca_file.is_some() {
+        match require_ssl {
+            None => kept.push("require_ssl=true"),
+            Some("false") => {
+                return Err(format!(
+                    "{CA_FILE_PARAM} needs TLS but the URL says require_ssl=false"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let rebuilt = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let opts = Opts::from_url(&rebuilt).map_err(|e| e.to_string())?;
+    let trusts_nothing = opts.ssl_opts().is_some_and(|ssl| {
+        ssl.disable_built_in_roots() && !ssl.accept_invalid_certs() && ca_file.is_none()
+    });
+    if trusts_nothing {
+        return Err(format!(
+            "built_in_roots=false without {CA_FILE_PARAM} trusts no CA: no connection could succeed"
+        ));
+    }
+    Ok(ParsedUrl { opts, ca_file })
+}
+
+/// The CA certificates of an `ssl_ca` file: its bytes, refused unless they hold at least one
+/// PEM certificate (so a wrong path or file fails at start, not at every connection).
+pub fn read_ca_file(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut bytes.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(bytes)
+}
+
 impl MysqlStore {
     /// Creates the pool (connections are made lazily; `ping` or `migrate` proves the server).
+    /// The `ssl_ca` file, if any, is read here, once.
     pub fn open(url: &str, connection_limit: u32, tables: &TableNames) -> StoreResult<Self> {
         let t = checked_tables(tables)?;
-        let opts = Opts::from_url(url).map_err(|e| {
+        let invalid = |e: String| {
             StoreError::Unavailable(format!(
                 "invalid MySQL URL {}: {e}",
                 crate::config::mask_url_password(url)
             ))
-        })?;
+        };
+        let ParsedUrl { opts, ca_file } = parse_url(url).map_err(invalid)?;
+        let opts = match ca_file {
+            None => opts,
+            Some(path) => {
+                let pem = read_ca_file(&path).map_err(invalid)?;
+                let ssl = opts
+                    .ssl_opts()
+                    .cloned()
+                    .unwrap_or_else(SslOpts::default)
+                    .with_root_certs(vec![pem.into()]);
+                OptsBuilder::from_opts(opts).ssl_opts(ssl).into()
+            }
+        };
         let max = connection_limit.max(1) as usize;
         let constraints = PoolConstraints::new(max.min(2), max)
             .ok_or_else(|| StoreError::Unavailable("invalid pool constraints".into()))?;
@@ -640,5 +745,54 @@ impl MysqlStore {
             .await
             .map_err(err)?;
         Ok(v.is_some())
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn ssl_ca_is_taken_out_and_turns_tls_on() {
+        let p =
+            parse_url("mysql://u:p@db:3306/x?ssl_ca=/etc/ca%20dir/ca.pem&verify_identity=false")
+                .unwrap();
+        assert_eq!(p.ca_file, Some(PathBuf::from("/etc/ca dir/ca.pem")));
+        let ssl = p.opts.ssl_opts().expect("TLS on");
+        assert!(ssl.skip_domain_validation());
+        assert!(!ssl.accept_invalid_certs());
+        assert_eq!(p.opts.db_name(), Some("x"));
+        assert_eq!(p.opts.pass(), Some("p"));
+    }
+
+    #[test]
+    fn driver_parameters_pass_through() {
+        let check = |url: &str, tls: bool| {
+            let p = parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(p.opts.ssl_opts().is_some(), tls, "{url}");
+            assert_eq!(p.ca_file, None);
+        };
+        check("mysql://u@db/x", false);
+        check("mysql://u@db/x?require_ssl=true", true);
+        check("mysql://u@db/x?require_ssl=true&verify_ca=false", true);
+        check(
+            "mysql://u@db/x?require_ssl=true&built_in_roots=false&verify_ca=false",
+            true,
+        );
+        check("mysql://u@db/x?require_ssl=false", false);
+    }
+
+    #[test]
+    fn bad_tls_parameters_are_refused() {
+        for url in [
+            "mysql://u@db/x?ssl_ca=/a.pem&require_ssl=false",
+            "mysql://u@db/x?ssl_ca=",
+            "mysql://u@db/x?ssl_ca=/a.pem&ssl_ca=/b.pem",
+            "mysql://u@db/x?require_ssl=yes",
+            "mysql://u@db/x?require_ssl=true&built_in_roots=false",
+            "mysql://u@db/x?sslmode=require",
+        ] {
+            assert!(parse_url(url).is_err(), "{url}");
+        }
     }
 }
