@@ -486,10 +486,7 @@ fn sections_are_the_raw_config_fields() {
     let e = load_from_str("nosuchsection = 1").unwrap_err();
     let p = e.problem("nosuchsection").expect("unknown key reported");
     let allowed = p.allowed.clone().unwrap_or_default();
-    let mut fields: Vec<&str> = allowed
-        .trim_start_matches("one of ")
-        .split(", ")
-        .collect();
+    let mut fields: Vec<&str> = allowed.trim_start_matches("one of ").split(", ").collect();
     fields.sort_unstable();
     let mut sections = load::SECTIONS.to_vec();
     sections.sort_unstable();
