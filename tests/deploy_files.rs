@@ -753,6 +753,15 @@ fn kubernetes_manifests_match_the_binary_and_each_other() {
         request >= 32 && limit >= 2 * request,
         "{request}Mi / {limit}Mi"
     );
+    // The limit holds the measured peak under load (22 MiB, README) plus every allowed
+    // connection at the measured ~30 KiB each, so the kernel never kills a pod that is only
+    // doing what its configuration allows.
+    let needed_kib = 22 * 1024 + cfg.server.max_connections as u64 * 30;
+    assert!(
+        limit * 1024 >= needed_kib,
+        "{limit}Mi cannot hold {} connections ({needed_kib} KiB)",
+        cfg.server.max_connections
+    );
 
     // The Service exposes only the public port of these pods.
     assert_eq!(&service["spec"]["selector"], labels);
