@@ -66,6 +66,7 @@ pub fn env_override(name: &str) -> EnvName {
         None => EnvName::Ignored,
     }
 }
+
 /// The file used when neither `--config` nor `$SESSIONGATE_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "gateway.toml";
 
@@ -120,8 +121,7 @@ pub fn load_from_str(toml: &str) -> Result<Config, ConfigError> {
 }
 
 /// Loads `source` with `env` as the environment (only the entries [`env_override`] does not
-/// ignore are used). Lets tests exercise overrides without touching
-/// the process environment.
+/// ignore are used). Lets tests exercise overrides without touching the process environment.
 pub fn load_with_env<I, K, V>(source: ConfigSource<'_>, env: I) -> Result<Config, ConfigError>
 where
     I: IntoIterator<Item = (K, V)>,
