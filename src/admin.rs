@@ -58,19 +58,18 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // HEAD is answered like GET outside `/v1`; `handle` drops the body.
-    let read = method == Method::GET || method == Method::HEAD;
     match (method.clone(), path.as_str()) {
-        (_, "/healthz") if read => Ok(json_response(
+        (Method::GET | Method::HEAD, "/healthz") => Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({"status": "ok"}),
         )),
-        (_, "/readyz") if read => Ok(readiness(state)),
-        (_, "/metrics") if read => Ok(text(
+        (Method::GET | Method::HEAD, "/readyz") => Ok(readiness(state)),
+        (Method::GET | Method::HEAD, "/metrics") => Ok(text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             state.metrics.render(),
         )),
-        (_, "/.well-known/jwks.json") if read => {
+        (Method::GET | Method::HEAD, "/.well-known/jwks.json") => {
             let ring = state
                 .sessions
                 .keys()

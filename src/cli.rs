@@ -3,7 +3,7 @@
 //!
 //! Exit codes follow sysexits: 0 ok, 64 bad configuration or usage, 69 store unavailable (for
 //! `serve`: only a SQLite file that cannot be opened or migrated, or a port that cannot be
-//! bound; an unreachable MySQL is retried instead), 70 internal error.
+//! bound; an unreachable MySQL is retried instead), 70 internal error. `health` is a probe for container health checks: 0 ready, 1 not.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,7 +74,10 @@ pub enum Command {
     /// Validate the configuration and print the effective values (secrets masked).
     CheckConfig(ConfigArg),
     /// Apply pending store migrations (idempotent).
-    Migrate(ConfigArg),
+    Migrate(MigrateArgs),
+    /// Probe a running gateway's readiness (`GET /readyz` on the admin listener): exit 0 on
+    /// 200, 1 otherwise. For container health checks in images without curl.
+    Health(HealthArgs),
     /// Run the gateway in front of a built-in demo app on the embedded store.
     Demo(crate::demo::DemoArgs),
     /// Signing-key management.
@@ -84,10 +87,39 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, clap::Args, Clone)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// First create the MySQL database named in store.url if it does not exist
+    /// (`CREATE DATABASE IF NOT EXISTS`; the user needs the CREATE privilege).
+    #[arg(long)]
+    pub create_database: bool,
+}
+
+#[derive(Debug, clap::Args, Clone)]
+pub struct HealthArgs {
+    /// The readiness URL to probe (plain http). Default: `/readyz` on the configuration's
+    /// server.admin_listen (a wildcard address probed on loopback), else
+    /// http://127.0.0.1:9090/readyz when no configuration is readable.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Give up (not ready) after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3)]
+    pub timeout_secs: u64,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// What `health` probes without `--url` and without a readable configuration.
+pub const DEFAULT_HEALTH_URL: &str = "http://127.0.0.1:9090/readyz";
+
 impl Command {
     fn config_arg(&mut self) -> Option<&mut ConfigArg> {
         match self {
-            Command::Serve(a) | Command::CheckConfig(a) | Command::Migrate(a) => Some(a),
+            Command::Serve(a) | Command::CheckConfig(a) => Some(a),
+            Command::Migrate(m) => Some(&mut m.config),
+            Command::Health(h) => Some(&mut h.config),
             Command::Keys {
                 command: KeysCommand::Rotate(a),
             } => Some(a),
@@ -182,9 +214,23 @@ async fn dispatch(cmd: Command) -> ExitCode {
             print!("{}", config::render_masked(&cfg));
             ExitCode::SUCCESS
         }),
-        Command::Migrate(arg) => {
+        Command::Health(args) => Ok(health(&args).await),
+        Command::Migrate(MigrateArgs {
+            config: arg,
+            create_database,
+        }) => {
             async {
                 let cfg = load_config(&arg)?;
+                if create_database {
+                    match store::create_database(&cfg.store).await {
+                        Ok(Some(name)) => eprintln!("database {name} exists"),
+                        Ok(None) => eprintln!("SQLite: the database file is created when opened"),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return Err(ExitCode::from(EXIT_UNAVAILABLE));
+                        }
+                    }
+                }
                 open_migrated(&cfg, true).await?;
                 Ok(ExitCode::SUCCESS)
             }
@@ -216,6 +262,89 @@ async fn dispatch(cmd: Command) -> ExitCode {
         }
     };
     result.unwrap_or_else(|code| code)
+}
+
+/// `sessiongate health`: one `GET` of the readiness URL over plain TCP (HTTP/1.1), bounded by
+/// `--timeout-secs`. Prints the status and body; exit 0 on 200, 1 on anything else.
+async fn health(args: &HealthArgs) -> ExitCode {
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => {
+            let path = config::load::config_path(args.config.config.clone());
+            match config::load(Some(&path)) {
+                Ok(cfg) => readyz_url(cfg.server.admin_listen),
+                Err(_) => DEFAULT_HEALTH_URL.to_string(),
+            }
+        }
+    };
+    let limit = std::time::Duration::from_secs(args.timeout_secs.max(1));
+    match tokio::time::timeout(limit, probe(&url)).await {
+        Ok(Ok((status, body))) if status == http::StatusCode::OK => {
+            println!("{url}: {status} {body}");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok((status, body))) => {
+            println!("{url}: not ready: {status} {body}");
+            ExitCode::from(1)
+        }
+        Ok(Err(e)) => {
+            println!("{url}: not ready: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            println!("{url}: not ready: no answer within {} s", limit.as_secs());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `http://<admin_listen>/readyz`, with a wildcard address replaced by loopback.
+pub fn readyz_url(admin: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match admin.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!(
+        "http://{}/readyz",
+        std::net::SocketAddr::new(ip, admin.port())
+    )
+}
+
+/// One HTTP/1.1 `GET` (no TLS, no redirects); the status and up to 4 KiB of body as text.
+async fn probe(url: &str) -> Result<(http::StatusCode, String), String> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// URLs can be probed".into());
+    }
+    let host = uri.host().ok_or("the URL has no host")?;
+    let port = uri.port_u16().unwrap_or(80);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((bare, port))
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let req = http::Request::get(path)
+        .header(http::header::HOST, authority)
+        .header(http::header::USER_AGENT, "sessiongate-health")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = http_body_util::Limited::new(resp.into_body(), 4096)
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// Installs the tracing subscriber: `logging.level` as the filter (`RUST_LOG` wins when set),

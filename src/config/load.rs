@@ -26,6 +26,47 @@ pub use super::problem::{ConfigError, ConfigProblem};
 pub const CONFIG_PATH_ENV: &str = "SESSIONGATE_CONFIG";
 /// The prefix of environment overrides; levels are separated by `__`.
 pub const ENV_PREFIX: &str = "SESSIONGATE_";
+/// The top-level sections of the configuration ([`RawConfig`]'s fields). Only a
+/// `SESSIONGATE_…` variable that names one of them (see [`env_override`]) is an override.
+pub const SECTIONS: [&str; 10] = [
+    "server", "store", "tokens", "cookie", "session", "identity", "cors", "admin", "logging",
+    "routes",
+];
+
+/// What a `SESSIONGATE_…` environment variable is to the loader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvName {
+    /// Not a configuration override: no `SESSIONGATE_` prefix, `SESSIONGATE_CONFIG` (the file's
+    /// path), or a name without `__` that is not a section (`SESSIONGATE_PORT`,
+    /// `SESSIONGATE_SERVICE_HOST`, … that Kubernetes injects for a Service named
+    /// `sessiongate`; `SESSIONGATE_SDK_BUNDLE`; the test suite's variables).
+    Ignored,
+    /// An override: its first level (lower-cased) is a section, either alone
+    /// (`SESSIONGATE_ROUTES`) or followed by `__` (`SESSIONGATE_SERVER__LISTEN`). Unknown keys
+    /// inside it are errors like unknown keys in the file.
+    Override,
+    /// Has `__` but its first level is not a section (`SESSIONGATE_SERVERR__LISTEN`): meant as
+    /// an override and misspelt, so an error naming it rather than silently ignored.
+    UnknownSection,
+}
+
+/// Classifies an environment variable name; see [`EnvName`].
+pub fn env_override(name: &str) -> EnvName {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return EnvName::Ignored;
+    };
+    if name == CONFIG_PATH_ENV {
+        return EnvName::Ignored;
+    }
+    let is_section = |s: &str| SECTIONS.iter().any(|k| k.eq_ignore_ascii_case(s));
+    match rest.split_once("__") {
+        Some((first, _)) if is_section(first) => EnvName::Override,
+        Some(_) => EnvName::UnknownSection,
+        None if is_section(rest) => EnvName::Override,
+        None => EnvName::Ignored,
+    }
+}
+
 /// The file used when neither `--config` nor `$SESSIONGATE_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "gateway.toml";
 
@@ -60,7 +101,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     for (k, v) in std::env::vars_os() {
         let Some(k) = k.to_str() else { continue };
-        if !k.starts_with(ENV_PREFIX) {
+        if env_override(k) == EnvName::Ignored {
             continue;
         }
         match v.into_string() {
@@ -79,9 +120,8 @@ pub fn load_from_str(toml: &str) -> Result<Config, ConfigError> {
     load_with_env(ConfigSource::Toml(toml), Vec::<(String, String)>::new())
 }
 
-/// Loads `source` with `env` as the environment (only `SESSIONGATE_…` entries are used, and
-/// `SESSIONGATE_CONFIG` is not an override). Lets tests exercise overrides without touching
-/// the process environment.
+/// Loads `source` with `env` as the environment (only the entries [`env_override`] does not
+/// ignore are used). Lets tests exercise overrides without touching the process environment.
 pub fn load_with_env<I, K, V>(source: ConfigSource<'_>, env: I) -> Result<Config, ConfigError>
 where
     I: IntoIterator<Item = (K, V)>,
@@ -168,12 +208,30 @@ fn apply_env(
     env.sort();
     let mut overrides = Overrides::new();
     for (var, text) in env {
-        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
-            continue;
+        let rest = match env_override(&var) {
+            EnvName::Ignored => continue,
+            EnvName::Override => &var[ENV_PREFIX.len()..],
+            EnvName::UnknownSection => {
+                let first = var[ENV_PREFIX.len()..]
+                    .split("__")
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                // The value is not shown: a misspelt store URL would print its password.
+                problems.push(
+                    ConfigProblem::bare(
+                        var.as_str(),
+                        format!("environment variable names no configuration section ({first:?})"),
+                    )
+                    .allowing(format!(
+                        "SESSIONGATE_ followed by one of {} (in capitals), then __ and the key path; \
+                         names without __ (SESSIONGATE_PORT, SESSIONGATE_SERVICE_HOST, …) are ignored",
+                        SECTIONS.join(", ")
+                    )),
+                );
+                continue;
+            }
         };
-        if var == CONFIG_PATH_ENV {
-            continue;
-        }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         if path.iter().any(String::is_empty) {
             problems.push(

@@ -428,3 +428,72 @@ fn no_panic_on_odd_input() {
         let _ = run(toml, &[]);
     }
 }
+
+#[test]
+fn environment_names_that_are_not_overrides() {
+    // What Kubernetes injects for a Service named `sessiongate`, the demo's and the tests'
+    // own variables: none of them is configuration, none may stop the gateway.
+    let ignored = [
+        ("SESSIONGATE_PORT", "tcp://10.0.0.1:8080"),
+        ("SESSIONGATE_SERVICE_HOST", "10.0.0.1"),
+        ("SESSIONGATE_SERVICE_PORT", "8080"),
+        ("SESSIONGATE_SERVICE_PORT_HTTP", "8080"),
+        ("SESSIONGATE_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+        ("SESSIONGATE_PORT_8080_TCP_ADDR", "10.0.0.1"),
+        ("SESSIONGATE_PORT_8080_TCP_PORT", "8080"),
+        ("SESSIONGATE_PORT_8080_TCP_PROTO", "tcp"),
+        ("SESSIONGATE_ADMIN_SERVICE_HOST", "10.0.0.2"),
+        ("SESSIONGATE_SDK_BUNDLE", "/tmp/bundle.js"),
+        ("SESSIONGATE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
+        ("SESSIONGATE_CONFIG", "ignored.toml"),
+        ("SESSIONGATE_", "x"),
+    ];
+    let c = run("", &ignored).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    for (name, _) in ignored {
+        assert_eq!(load::env_override(name), load::EnvName::Ignored, "{name}");
+    }
+
+    // Inside a known section a misspelt key is still an error, and so is a misspelt section.
+    check_env(
+        "",
+        &[("SESSIONGATE_SERVER__LISTN", "0.0.0.0:8080")],
+        &[(
+            "server.listn",
+            "unknown key (from environment variable SESSIONGATE_SERVER__LISTN)",
+        )],
+    );
+    check_env(
+        "",
+        &[("SESSIONGATE_SERVERR__LISTEN", "0.0.0.0:8080")],
+        &[(
+            "SESSIONGATE_SERVERR__LISTEN",
+            "names no configuration section (\"serverr\")",
+        )],
+    );
+    // The value of a misspelt override is not echoed (it may be a password in a URL).
+    let e = run("", &[("SESSIONGATE_STOR__URL", "mysql://u:secret@db/x")]).unwrap_err();
+    assert!(!e.to_string().contains("secret"), "{e}");
+    // A whole section from one variable is still an override.
+    assert_eq!(
+        load::env_override("SESSIONGATE_ROUTES"),
+        load::EnvName::Override
+    );
+    assert_eq!(
+        load::env_override("SESSIONGATE_logging__level"),
+        load::EnvName::Override
+    );
+}
+
+#[test]
+fn sections_are_the_raw_config_fields() {
+    // An unknown top-level key lists the fields RawConfig has: they must be SECTIONS.
+    let e = load_from_str("nosuchsection = 1").unwrap_err();
+    let p = e.problem("nosuchsection").expect("unknown key reported");
+    let allowed = p.allowed.clone().unwrap_or_default();
+    let mut fields: Vec<&str> = allowed.trim_start_matches("one of ").split(", ").collect();
+    fields.sort_unstable();
+    let mut sections = load::SECTIONS.to_vec();
+    sections.sort_unstable();
+    assert_eq!(fields, sections, "{p}");
+}

@@ -353,6 +353,15 @@ pub async fn open(cfg: &StoreConfig) -> StoreResult<AnyStore> {
     }
 }
 
+/// Creates the MySQL database the store URL names if it does not exist (`migrate
+/// --create-database`); `Ok(None)` for SQLite, whose file is created when opened.
+pub async fn create_database(cfg: &StoreConfig) -> StoreResult<Option<String>> {
+    match &cfg.url {
+        StoreUrl::Mysql(url) => mysql::create_database(url).await.map(Some),
+        StoreUrl::Sqlite(_) | StoreUrl::SqliteMemory => Ok(None),
+    }
+}
+
 /// Table names checked again here (config validation is the first line), so no SQL is ever
 /// built from an unchecked name.
 pub fn checked_tables(t: &TableNames) -> StoreResult<TableNames> {

@@ -57,6 +57,40 @@ fn err(e: mysql_async::Error) -> StoreError {
     }
 }
 
+/// `CREATE DATABASE IF NOT EXISTS` for the database `url` names, on a connection that selects
+/// no database (`sessiongate migrate --create-database`). Returns the database's name.
+pub async fn create_database(url: &str) -> StoreResult<String> {
+    let masked = crate::config::mask_url_password(url);
+    let opts = Opts::from_url(url)
+        .map_err(|e| StoreError::Unavailable(format!("invalid MySQL URL {masked}: {e}")))?;
+    let name = opts.db_name().unwrap_or("").to_string();
+    // Quoted below, but kept to the characters an unquoted name may have so no SQL is built
+    // from anything unusual.
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'-';
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(plain) {
+        return Err(StoreError::Query(format!(
+            "the MySQL URL {masked} names no database, or one that is not \
+             [A-Za-z0-9_$-]{{1,64}}; create it by hand"
+        )));
+    }
+    let opts: Opts = OptsBuilder::from_opts(opts).db_name(None::<String>).into();
+    let mut conn = match tokio::time::timeout(ACQUIRE_TIMEOUT, Conn::new(opts)).await {
+        Ok(c) => c.map_err(err)?,
+        Err(_) => {
+            return Err(StoreError::Unavailable(format!(
+                "no MySQL connection within {} s",
+                ACQUIRE_TIMEOUT.as_secs()
+            )))
+        }
+    };
+    let created = conn
+        .query_drop(format!("CREATE DATABASE IF NOT EXISTS `{name}`"))
+        .await
+        .map_err(err);
+    let _ = conn.disconnect().await;
+    created.map(|()| name)
+}
+
 /// kid, purpose, seq, algorithm, secret, public key, created at.
 type KeyRow = (String, String, u64, String, Vec<u8>, Vec<u8>, i64);
 
