@@ -5,10 +5,11 @@
 //! refused quickly with an error that says why. Needs `mariadbd` and `mariadb-install-db`
 //! (Debian's mariadb-server); without them the test fails saying so.
 
+mod common;
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use harness::{start_gateway, test_config, Browser, TestUpstream};
@@ -71,65 +72,18 @@ fn write_pki(dir: &Path) -> Pki {
     pki
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts mariadbd with TLS required; waits (at most 45 s) until it is ready.
 fn start_tls_mariadb(dir: tempfile::TempDir, pki: &Pki) -> TlsMariadb {
-    let mariadbd = [
-        "/usr/sbin/mariadbd",
-        "/usr/bin/mariadbd",
-        "/usr/sbin/mysqld",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .unwrap_or_else(|| {
-        panic!(
-            "this test starts its own MariaDB with TLS and needs `mariadbd` \
-                 (apt-get install mariadb-server); none found in /usr/sbin or /usr/bin"
-        )
-    });
-    let data = dir.path().join("data");
-    let install = Command::new("mariadb-install-db")
-        .args([
-            "--no-defaults",
-            "--auth-root-authentication-method=normal",
-            &format!("--datadir={}", data.display()),
-            "--skip-test-db",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        matches!(install, Ok(ref s) if s.success()),
-        "mariadb-install-db failed ({install:?}); install mariadb-server"
-    );
-    let port = free_port();
-    let log = dir.path().join("mariadbd.log");
-    let child = Command::new(mariadbd)
-        .args([
-            "--no-defaults".to_string(),
-            format!("--datadir={}", data.display()),
-            format!("--socket={}", dir.path().join("sock").display()),
-            format!("--port={port}"),
-            "--bind-address=127.0.0.1".to_string(),
-            "--user=root".to_string(),
-            format!("--log-error={}", log.display()),
+    let (child, port) = common::spawn_mariadbd(
+        dir.path(),
+        &[
             format!("--ssl-ca={}", pki.ca.display()),
             format!("--ssl-cert={}", pki.cert.display()),
             format!("--ssl-key={}", pki.key.display()),
             "--require-secure-transport=ON".to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting mariadbd");
+        ],
+    );
+    let log = dir.path().join("mariadbd.log");
     let mut server = TlsMariadb {
         child,
         port,

@@ -61,7 +61,7 @@ fn find_mariadbd() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -69,7 +69,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_throwaway() -> String {
+/// Initialises a fresh data directory under `dir` and starts `mariadbd` on a free loopback
+/// port with `extra` arguments (its error log goes to `dir/mariadbd.log`). Returns the child
+/// and its port; the caller waits for readiness. Panics, saying how to get one, when no
+/// `mariadbd` or `mariadb-install-db` is installed.
+pub fn spawn_mariadbd(dir: &std::path::Path, extra: &[String]) -> (Child, u16) {
     let Some(mariadbd) = find_mariadbd() else {
         panic!(
             "No MySQL server answers at SESSIONGATE_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306) \
@@ -78,8 +82,7 @@ fn start_throwaway() -> String {
              or point SESSIONGATE_TEST_MYSQL_URL at a server."
         )
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
+    let data = dir.join("data");
     let install = Command::new("mariadb-install-db")
         .args([
             "--no-defaults",
@@ -91,24 +94,31 @@ fn start_throwaway() -> String {
         .stderr(Stdio::null())
         .status();
     assert!(
-        matches!(install, Ok(s) if s.success()),
-        "mariadb-install-db failed; install mariadb-server or set SESSIONGATE_TEST_MYSQL_URL"
+        matches!(install, Ok(ref s) if s.success()),
+        "mariadb-install-db failed ({install:?}); install mariadb-server or set SESSIONGATE_TEST_MYSQL_URL"
     );
     let port = free_port();
     let child = Command::new(mariadbd)
         .args([
-            "--no-defaults",
-            &format!("--datadir={}", data.display()),
-            &format!("--socket={}", dir.path().join("sock").display()),
-            &format!("--port={port}"),
-            "--bind-address=127.0.0.1",
-            "--user=root",
-            "--skip-grant-tables",
+            "--no-defaults".to_string(),
+            format!("--datadir={}", data.display()),
+            format!("--socket={}", dir.join("sock").display()),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_string(),
+            "--user=root".to_string(),
+            format!("--log-error={}", dir.join("mariadbd.log").display()),
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting mariadbd");
+    (child, port)
+}
+
+fn start_throwaway() -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (child, port) = spawn_mariadbd(dir.path(), &["--skip-grant-tables".to_string()]);
     let url = format!("mysql://root@127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let u = url.clone();
