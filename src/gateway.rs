@@ -10,6 +10,10 @@
 //! what routes match and what the upstream receives as `Host`. Every refusal is a
 //! [`Reject`] turned into a response by `error.rs`. The handler never returns `Err`.
 //!
+//! Every response, success or refusal, leaves through one exit, `finish`: it alone adds CORS
+//! for an allowed `Origin`, sets `X-Request-Id`, records the request metrics and arranges the
+//! access-log line.
+//!
 //! Before all of that the request gets its `X-Request-Id` (a trusted proxy's valid one, else
 //! a fresh random one): sent upstream, set on every response, refusals included, and written
 //! in the access log. The access-log line is written once, when the response body has ended
@@ -63,6 +67,8 @@ struct Outcome {
     path: Option<String>,
     /// Time until the upstream's response head, when the request was forwarded.
     upstream_ms: Option<f64>,
+    /// The response is the gateway's own CORS preflight answer.
+    preflight: bool,
 }
 
 /// Handles one request. Never fails: every error becomes a response. Every response carries
@@ -81,21 +87,73 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
     });
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut outcome = Outcome {
         route: "unmatched",
         route_name: None,
         user_id: None,
         path: None,
         upstream_ms: None,
+        preflight: false,
     };
     let edge = Edge {
         trusted,
         request_id: request_id.clone(),
+        origin: origin.clone(),
     };
-    let mut resp = match dispatch(&state, req, peer, edge, &mut outcome).await {
+    let result = dispatch(&state, req, peer, edge, &mut outcome).await;
+    let facts = Facts {
+        started,
+        method,
+        peer,
+        request_id,
+        origin,
+        seen,
+    };
+    finish(&state, facts, outcome, result)
+}
+
+/// What `finish` needs from the request head, read before dispatch consumed the request.
+struct Facts {
+    started: Instant,
+    method: Method,
+    peer: Peer,
+    request_id: HeaderValue,
+    /// The request's `Origin`, for CORS.
+    origin: Option<String>,
+    /// `None` when the access log is off.
+    seen: Option<Seen>,
+}
+
+/// The one exit of the public listener: turns a refusal into its response, then, for
+/// successes and refusals alike, adds CORS (for an allowed `Origin`) and `X-Request-Id`,
+/// records the request metrics and arranges the access-log line.
+fn finish(
+    state: &AppState,
+    facts: Facts,
+    outcome: Outcome,
+    result: Result<Response<Body>, Reject>,
+) -> Response<Body> {
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(reject) => reject.response(state.cfg.session.expired_status),
     };
+    // A preflight answer carries its own CORS headers.
+    if !outcome.preflight {
+        add_cors(state, facts.origin.as_deref(), &mut resp);
+    }
+    let Facts {
+        started,
+        method,
+        peer,
+        request_id,
+        seen,
+        ..
+    } = facts;
     resp.headers_mut()
         .insert(headers::REQUEST_ID, request_id.clone());
     let label = outcome.route_name.as_deref().unwrap_or(outcome.route);
@@ -145,6 +203,8 @@ struct Edge {
     /// The peer is in `server.trusted_proxies`.
     trusted: bool,
     request_id: HeaderValue,
+    /// The request's `Origin` header.
+    origin: Option<String>,
 }
 
 fn is_trusted(state: &AppState, ip: std::net::IpAddr) -> bool {
@@ -218,11 +278,7 @@ async fn dispatch(
     let ctx = Ctx {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_string),
-        origin: req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        origin: edge.origin.clone(),
         own_origin: own_origin(peer, &edge, host.as_deref(), req.headers()),
         navigation: is_navigation(req.method(), req.headers()),
         host,
@@ -240,6 +296,7 @@ async fn dispatch(
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     {
         if let Some(origin) = ctx.origin.as_deref().filter(|o| cors_allowed(state, o)) {
+            outcome.preflight = true;
             return Ok(preflight(origin));
         }
     }
@@ -257,22 +314,16 @@ async fn dispatch(
             .keys()
             .ring()
             .map_err(|_| Reject::StoreUnavailable)?;
-        let mut resp = json_response(StatusCode::OK, &ring.jwks());
-        add_cors(state, &ctx, &mut resp);
-        return Ok(resp);
+        return Ok(json_response(StatusCode::OK, &ring.jwks()));
     }
     let tokens = &state.cfg.tokens;
     if ctx.path == tokens.refresh_token.renew_path {
         outcome.route = "refresh";
-        let mut resp = refresh_endpoint(state, &ctx, req.headers()).await?;
-        add_cors(state, &ctx, &mut resp);
-        return Ok(resp);
+        return refresh_endpoint(state, &ctx, req.headers()).await;
     }
     if state.cfg.session.logout_path.as_deref() == Some(ctx.path.as_str()) {
         outcome.route = "logout";
-        let mut resp = logout_endpoint(state, &ctx, req.headers()).await?;
-        add_cors(state, &ctx, &mut resp);
-        return Ok(resp);
+        return logout_endpoint(state, &ctx, req.headers()).await;
     }
 
     let (_, route) = state
@@ -298,13 +349,11 @@ async fn dispatch(
             Auth::Valid(c) => Some(c),
             Auth::Unavailable => return Err(Reject::StoreUnavailable),
             Auth::TryRefresh => {
-                let mut resp = if ctx.navigation {
-                    refresh_page(state)
+                return if ctx.navigation {
+                    Ok(refresh_page(state))
                 } else {
-                    Reject::TryRefreshToken.response(state.cfg.session.expired_status)
+                    Err(Reject::TryRefreshToken)
                 };
-                add_cors(state, &ctx, &mut resp);
-                return Ok(resp);
             }
             Auth::NoSession | Auth::Revoked => {
                 let mut resp = match (&route.login_redirect, ctx.navigation) {
@@ -312,7 +361,6 @@ async fn dispatch(
                     _ => Reject::Unauthorised.response(state.cfg.session.expired_status),
                 };
                 clear_session(state, resp.headers_mut());
-                add_cors(state, &ctx, &mut resp);
                 return Ok(resp);
             }
         },
@@ -328,7 +376,6 @@ async fn dispatch(
     } else {
         headers::take_session_control(resp.headers_mut());
     }
-    add_cors(state, &ctx, &mut resp);
     Ok(resp)
 }
 
@@ -867,8 +914,8 @@ async fn apply_session_control(
     Ok(())
 }
 
-fn add_cors(state: &AppState, ctx: &Ctx, resp: &mut Response<Body>) {
-    if let Some(origin) = ctx.origin.as_deref().filter(|o| cors_allowed(state, o)) {
+fn add_cors(state: &AppState, origin: Option<&str>, resp: &mut Response<Body>) {
+    if let Some(origin) = origin.filter(|o| cors_allowed(state, o)) {
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(origin) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
