@@ -28,7 +28,7 @@ impl Presented {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateControl {
     #[serde(deserialize_with = "crate::sessions::deserialize_user_id")]
@@ -43,22 +43,25 @@ pub(super) fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
+#[derive(Debug, PartialEq)]
 pub(super) enum RevokeScope {
     Session,
     User,
 }
 
-/// Reads `sessiongate-*` headers from an upstream response (always removing them) and acts
-/// on them. Everything is parsed before anything is done, so a malformed header creates
-/// nothing. `session` is the request's valid session (as on an optional route); revoke also
-/// ends the session of a genuine but expired access token in `presented`.
-pub(super) async fn apply_session_control(
-    state: &AppState,
-    session: Option<&AccessClaims>,
-    presented: &Presented,
-    resp: &mut Response<Body>,
-) -> Result<(), Reject> {
-    let control = headers::take_session_control(resp.headers_mut());
+/// What an upstream response asks for, parsed and checked; nothing done yet.
+#[derive(Debug)]
+pub(super) struct Control {
+    create: Option<CreateControl>,
+    revoke: Option<RevokeScope>,
+    update: Option<serde_json::Value>,
+}
+
+/// Parses the `sessiongate-*` headers taken from an upstream response. Pure: everything is
+/// checked here, before anything is done, so a malformed header creates nothing. Refuses
+/// (`bad_session_control`) bad JSON, a non-object payload, an unknown revoke scope, a
+/// duplicated header, and create with revoke.
+pub(super) fn parse(control: &headers::SessionControl) -> Result<Control, Reject> {
     let bad = |what: &str| Reject::BadSessionControl(what.to_string());
     let parse_json = |v: &HeaderValue, what: &str| -> Result<serde_json::Value, Reject> {
         serde_json::from_slice(v.as_bytes()).map_err(|e| bad(&format!("{what}: {e}")))
@@ -98,6 +101,30 @@ pub(super) async fn apply_session_control(
     if create.is_some() && revoke.is_some() {
         return Err(bad("sessiongate-create and sessiongate-revoke together"));
     }
+    Ok(Control {
+        create,
+        revoke,
+        update,
+    })
+}
+
+/// Acts on parsed session control: revoke, then create or update the payload, setting or
+/// clearing the session cookies on `resp`. `session` is the request's valid session (as on
+/// an optional route); revoke also ends the session of a genuine but expired access token in
+/// `presented`.
+pub(super) async fn apply(
+    state: &AppState,
+    session: Option<&AccessClaims>,
+    presented: &Presented,
+    control: Control,
+    resp: &mut Response<Body>,
+) -> Result<(), Reject> {
+    let bad = |what: &str| Reject::BadSessionControl(what.to_string());
+    let Control {
+        create,
+        revoke,
+        update,
+    } = control;
 
     if let Some(scope) = revoke {
         let target = match session {
@@ -158,4 +185,79 @@ pub(super) async fn apply_session_control(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(
+        create: Option<&str>,
+        revoke: Option<&str>,
+        update: Option<&str>,
+    ) -> headers::SessionControl {
+        let v = |s: Option<&str>| s.map(|s| HeaderValue::from_str(s).unwrap());
+        headers::SessionControl {
+            create: v(create),
+            revoke: v(revoke),
+            update_payload: v(update),
+            duplicated: false,
+        }
+    }
+
+    fn refused(c: &headers::SessionControl) -> String {
+        match parse(c) {
+            Err(Reject::BadSessionControl(why)) => why,
+            other => panic!("expected bad_session_control, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_each_instruction() {
+        let c = parse(&control(
+            Some(r#"{"user_id":"alice","jwt_payload":{"role":"x"}}"#),
+            None,
+            None,
+        ))
+        .unwrap();
+        let create = c.create.unwrap();
+        assert_eq!(create.user_id, "alice");
+        assert_eq!(create.jwt_payload, serde_json::json!({"role": "x"}));
+        assert_eq!(create.session_data, serde_json::json!({}));
+        let c = parse(&control(None, Some("session"), Some(r#"{"a":1}"#))).unwrap();
+        assert_eq!(c.revoke, Some(RevokeScope::Session));
+        assert_eq!(c.update, Some(serde_json::json!({"a": 1})));
+        assert_eq!(
+            parse(&control(None, Some("user"), None)).unwrap().revoke,
+            Some(RevokeScope::User)
+        );
+        let none = parse(&control(None, None, None)).unwrap();
+        assert!(none.create.is_none() && none.revoke.is_none() && none.update.is_none());
+    }
+
+    #[test]
+    fn refuses_malformed_control() {
+        let mut dup = control(None, Some("session"), None);
+        dup.duplicated = true;
+        assert!(refused(&dup).contains("more than once"));
+        let both = control(Some(r#"{"user_id":"alice"}"#), Some("session"), None);
+        assert!(refused(&both).contains("together"));
+        assert!(refused(&control(Some("{not json"), None, None)).starts_with("sessiongate-create"));
+        assert!(
+            refused(&control(Some(r#"{"user_id":"a","extra":1}"#), None, None))
+                .starts_with("sessiongate-create")
+        );
+        assert!(refused(&control(
+            Some(r#"{"user_id":"a","jwt_payload":[1]}"#),
+            None,
+            None
+        ))
+        .contains("jwt_payload must be an object"));
+        assert!(refused(&control(None, None, Some("[1,2]"))).contains("JSON object"));
+        assert!(
+            refused(&control(None, None, Some("{bad"))).starts_with("sessiongate-update-payload")
+        );
+        assert!(refused(&control(None, Some("everyone"), None)).contains("`session` or `user`"));
+        assert!(refused(&control(None, Some("Session"), None)).contains("`session` or `user`"));
+    }
 }

@@ -381,10 +381,12 @@ async fn dispatch(
 
     let mut resp =
         upstream::forward_to(state, &ctx, route, req, session.as_deref(), outcome).await?;
+    // The `sessiongate-*` headers never reach the browser; only a session-control route acts
+    // on them, and only once they all parse.
+    let taken = headers::take_session_control(resp.headers_mut());
     if let Some(presented) = presented {
-        control::apply_session_control(state, session.as_deref(), &presented, &mut resp).await?;
-    } else {
-        headers::take_session_control(resp.headers_mut());
+        let control = control::parse(&taken)?;
+        control::apply(state, session.as_deref(), &presented, control, &mut resp).await?;
     }
     Ok(resp)
 }

@@ -61,3 +61,50 @@ pub fn preflight(origin: &str) -> Response<Body> {
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list() -> Vec<String> {
+        vec!["https://app.example".to_string()]
+    }
+
+    #[test]
+    fn only_listed_origins_get_cors_headers() {
+        assert!(allowed(&list(), "HTTPS://App.Example"));
+        assert!(!allowed(&list(), "https://app.example.evil"));
+        assert!(!allowed(&[], "https://app.example"));
+
+        let mut resp = Response::new(body::empty());
+        add(&list(), Some("https://evil.example"), &mut resp);
+        add(&list(), None, &mut resp);
+        assert!(resp.headers().is_empty());
+
+        add(&list(), Some("https://app.example"), &mut resp);
+        let h = resp.headers();
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example"
+        );
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(h[header::VARY], "Origin");
+        assert_eq!(h[header::ACCESS_CONTROL_EXPOSE_HEADERS], EXPOSE);
+    }
+
+    #[test]
+    fn preflight_answers_with_no_content() {
+        let resp = preflight("https://app.example");
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let h = resp.headers();
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example"
+        );
+        assert!(h[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .unwrap()
+            .contains("anti-csrf"));
+        assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "600");
+    }
+}
