@@ -1,18 +1,61 @@
 //! Authenticate: the request's session from the access token in memory (no store query; the
 //! blacklist when it is on), and the answers a required route gives without one.
 
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::Ctx;
+use super::{clear_session, Ctx};
 use crate::body::{self, Body};
-use crate::config::Route;
+use crate::config::{AuthMode, Route};
+use crate::error::Reject;
 use crate::http::cookies::{self, ANTI_CSRF};
 use crate::session::access::AccessClaims;
 use crate::session::csrf;
 use crate::state::AppState;
 
-pub(super) enum Auth {
-    Valid(std::sync::Arc<AccessClaims>),
+/// The session a route gets: `Continue` with the request's valid session (`None` on a
+/// public or optional route without one), or `Break` with the answer a required route gives
+/// without one (the refresh page, `try_refresh_token`, the login redirect, `unauthorised`).
+/// A session-control route reads the session the way an optional route does, so that
+/// `sessiongate-revoke` and `sessiongate-update-payload` act on it even when it is public.
+pub(super) async fn authorise(
+    state: &AppState,
+    ctx: &Ctx,
+    route: &Route,
+    h: &HeaderMap,
+) -> ControlFlow<Result<Response<Body>, Reject>, Option<Arc<AccessClaims>>> {
+    let auth = match route.auth {
+        AuthMode::Public if !route.session_control => return ControlFlow::Continue(None),
+        AuthMode::Public | AuthMode::Optional => match authenticate(state, ctx, route, h).await {
+            Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
+            Auth::Unavailable => return ControlFlow::Break(Err(Reject::StoreUnavailable)),
+            _ => return ControlFlow::Continue(None),
+        },
+        AuthMode::Required => authenticate(state, ctx, route, h).await,
+    };
+    ControlFlow::Break(match auth {
+        Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
+        Auth::Unavailable => Err(Reject::StoreUnavailable),
+        Auth::TryRefresh if ctx.navigation => Ok(crate::http::pages::refresh_page(
+            &state.cfg.tokens.refresh_token.renew_path,
+            state.cfg.session.expired_status,
+        )),
+        Auth::TryRefresh => Err(Reject::TryRefreshToken),
+        Auth::NoSession | Auth::Revoked => {
+            let mut resp = match (&route.login_redirect, ctx.navigation) {
+                (Some(target), true) => login_redirect(target, ctx),
+                _ => Reject::Unauthorised.response(state.cfg.session.expired_status),
+            };
+            clear_session(state, resp.headers_mut());
+            Ok(resp)
+        }
+    })
+}
+
+enum Auth {
+    Valid(Arc<AccessClaims>),
     /// No `sIdRefreshToken`: the browser has no session.
     NoSession,
     TryRefresh,
@@ -23,12 +66,7 @@ pub(super) enum Auth {
     Unavailable,
 }
 
-pub(super) async fn authenticate(
-    state: &AppState,
-    ctx: &Ctx,
-    route: &Route,
-    h: &HeaderMap,
-) -> Auth {
+async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap) -> Auth {
     let m = &state.metrics.auth_decisions_total;
     let decide = |outcome: &str, auth: Auth| {
         m.with_label_values(&[outcome]).inc();
@@ -74,7 +112,7 @@ pub(super) async fn authenticate(
 
 /// `302` to the route's login page with `next` = the original relative path and query.
 /// The target comes from config, `next` is always relative: no open redirect.
-pub(super) fn login_redirect(target: &str, ctx: &Ctx) -> Response<Body> {
+fn login_redirect(target: &str, ctx: &Ctx) -> Response<Body> {
     let mut next = ctx.path.clone();
     if let Some(q) = &ctx.query {
         next.push('?');

@@ -37,13 +37,14 @@ mod endpoints;
 mod upstream;
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
-use crate::config::AuthMode;
+use crate::config::Route;
 use crate::error::Reject;
 use crate::http::cookies::{self, ANTI_CSRF, EXPOSE, ID_REFRESH_HEADER};
 use crate::http::cors;
@@ -266,6 +267,7 @@ fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
             .any(|v| v.contains("text/html"))
 }
 
+/// The phases in order; each may answer early. Its result goes to `finish`.
 async fn dispatch(
     state: &AppState,
     mut req: Request<Incoming>,
@@ -273,112 +275,22 @@ async fn dispatch(
     edge: Edge,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, Reject> {
-    headers::check_transfer_coding(req.headers())
-        .map_err(|e| Reject::NotImplemented(e.to_string()))?;
-    let host = host_of(&req)?;
-    headers::strip_spoofed(req.headers_mut(), &state.cfg.identity)
-        .map_err(|e| Reject::BadRequest(e.to_string()))?;
-    let path =
-        route::normalise_path(req.uri().path()).map_err(|e| Reject::BadRequest(e.to_string()))?;
-    let had_params = path.had_params;
-    let path = path.path;
-    let ctx = Ctx {
-        method: req.method().clone(),
-        query: req.uri().query().map(str::to_string),
-        origin: edge.origin.clone(),
-        own_origin: own_origin(peer, &edge, host.as_deref(), req.headers()),
-        navigation: is_navigation(req.method(), req.headers()),
-        host,
-        path,
-        peer,
-        edge,
-    };
+    let (ctx, had_params) = request_facts(state, &mut req, peer, edge)?;
     if tracing::enabled!(target: "sessiongate::access", tracing::Level::INFO) {
         outcome.path = Some(ctx.path.clone());
     }
-
-    if ctx.method == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        if let Some(origin) = ctx
-            .origin
-            .as_deref()
-            .filter(|o| cors::allowed(&state.cfg.cors.allowed_origins, o))
-        {
-            outcome.preflight = true;
-            return Ok(cors::preflight(origin));
-        }
+    if let Some(answer) = own_endpoints(state, &ctx, had_params, req.headers(), outcome).await {
+        return answer;
     }
-
-    let own_endpoint = ctx.path == JWKS_PATH
-        || ctx.path == state.cfg.tokens.refresh_token.renew_path
-        || state.cfg.session.logout_path.as_deref() == Some(ctx.path.as_str());
-    if had_params && own_endpoint {
-        return Err(Reject::BadRequest(route::PathError::Params.to_string()));
-    }
-    if ctx.method == Method::GET && ctx.path == JWKS_PATH {
-        outcome.route = "jwks";
-        return endpoints::jwks(state);
-    }
-    let tokens = &state.cfg.tokens;
-    if ctx.path == tokens.refresh_token.renew_path {
-        outcome.route = "refresh";
-        return endpoints::refresh_endpoint(state, &ctx, req.headers()).await;
-    }
-    if state.cfg.session.logout_path.as_deref() == Some(ctx.path.as_str()) {
-        outcome.route = "logout";
-        return endpoints::logout_endpoint(state, &ctx, req.headers()).await;
-    }
-
-    let (_, route) = state
-        .router
-        .route(ctx.host.as_deref(), &ctx.path)
-        .ok_or(Reject::NoRoute)?;
-    outcome.route_name = Some(route.name.clone());
-    // The path routed (and authorised) below is the path forwarded: refuse what it dropped.
-    route::admit(route, had_params).map_err(|e| Reject::BadRequest(e.to_string()))?;
-
-    // A session-control route reads the session the way an optional route does, so that
-    // `sessiongate-revoke` and `sessiongate-update-payload` act on it even when it is public.
-    let session = match route.auth {
-        AuthMode::Public if !route.session_control => None,
-        AuthMode::Public | AuthMode::Optional => {
-            match auth::authenticate(state, &ctx, route, req.headers()).await {
-                auth::Auth::Valid(c) => Some(c),
-                auth::Auth::Unavailable => return Err(Reject::StoreUnavailable),
-                _ => None,
-            }
-        }
-        AuthMode::Required => match auth::authenticate(state, &ctx, route, req.headers()).await {
-            auth::Auth::Valid(c) => Some(c),
-            auth::Auth::Unavailable => return Err(Reject::StoreUnavailable),
-            auth::Auth::TryRefresh => {
-                return if ctx.navigation {
-                    Ok(crate::http::pages::refresh_page(
-                        &state.cfg.tokens.refresh_token.renew_path,
-                        state.cfg.session.expired_status,
-                    ))
-                } else {
-                    Err(Reject::TryRefreshToken)
-                };
-            }
-            auth::Auth::NoSession | auth::Auth::Revoked => {
-                let mut resp = match (&route.login_redirect, ctx.navigation) {
-                    (Some(target), true) => auth::login_redirect(target, &ctx),
-                    _ => Reject::Unauthorised.response(state.cfg.session.expired_status),
-                };
-                clear_session(state, resp.headers_mut());
-                return Ok(resp);
-            }
-        },
+    let route = route(state, &ctx, had_params, outcome)?;
+    let session = match auth::authorise(state, &ctx, route, req.headers()).await {
+        ControlFlow::Continue(session) => session,
+        ControlFlow::Break(answer) => return answer,
     };
     outcome.user_id = session.as_ref().map(|c| c.sub.clone());
     let presented = route
         .session_control
         .then(|| control::Presented::from(req.headers()));
-
     let mut resp =
         upstream::forward_to(state, &ctx, route, req, session.as_deref(), outcome).await?;
     // The `sessiongate-*` headers never reach the browser; only a session-control route acts
@@ -389,6 +301,93 @@ async fn dispatch(
         control::apply(state, session.as_deref(), &presented, control, &mut resp).await?;
     }
     Ok(resp)
+}
+
+/// Request facts: the framing check, the canonical host, spoofed identity headers removed,
+/// the normalised path (and whether it had `;` parameters).
+fn request_facts(
+    state: &AppState,
+    req: &mut Request<Incoming>,
+    peer: Peer,
+    edge: Edge,
+) -> Result<(Ctx, bool), Reject> {
+    headers::check_transfer_coding(req.headers())
+        .map_err(|e| Reject::NotImplemented(e.to_string()))?;
+    let host = host_of(req)?;
+    headers::strip_spoofed(req.headers_mut(), &state.cfg.identity)
+        .map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let path =
+        route::normalise_path(req.uri().path()).map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let ctx = Ctx {
+        method: req.method().clone(),
+        query: req.uri().query().map(str::to_string),
+        origin: edge.origin.clone(),
+        own_origin: own_origin(peer, &edge, host.as_deref(), req.headers()),
+        navigation: is_navigation(req.method(), req.headers()),
+        host,
+        path: path.path,
+        peer,
+        edge,
+    };
+    Ok((ctx, path.had_params))
+}
+
+/// The gateway's own answers: the CORS preflight of an allowed origin, JWKS, refresh and
+/// logout. `None`: the request is for an upstream.
+async fn own_endpoints(
+    state: &AppState,
+    ctx: &Ctx,
+    had_params: bool,
+    h: &HeaderMap,
+    outcome: &mut Outcome,
+) -> Option<Result<Response<Body>, Reject>> {
+    if ctx.method == Method::OPTIONS && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        if let Some(origin) = ctx
+            .origin
+            .as_deref()
+            .filter(|o| cors::allowed(&state.cfg.cors.allowed_origins, o))
+        {
+            outcome.preflight = true;
+            return Some(Ok(cors::preflight(origin)));
+        }
+    }
+    let renew = ctx.path == state.cfg.tokens.refresh_token.renew_path;
+    let logout = state.cfg.session.logout_path.as_deref() == Some(ctx.path.as_str());
+    if had_params && (ctx.path == JWKS_PATH || renew || logout) {
+        return Some(Err(Reject::BadRequest(
+            route::PathError::Params.to_string(),
+        )));
+    }
+    if ctx.method == Method::GET && ctx.path == JWKS_PATH {
+        outcome.route = "jwks";
+        return Some(endpoints::jwks(state));
+    }
+    if renew {
+        outcome.route = "refresh";
+        return Some(endpoints::refresh_endpoint(state, ctx, h).await);
+    }
+    if logout {
+        outcome.route = "logout";
+        return Some(endpoints::logout_endpoint(state, ctx, h).await);
+    }
+    None
+}
+
+/// The route for the canonical host and path; a path whose `;` parameters the route does
+/// not accept is refused, since the path routed (and authorised) is the path forwarded.
+fn route<'s>(
+    state: &'s AppState,
+    ctx: &Ctx,
+    had_params: bool,
+    outcome: &mut Outcome,
+) -> Result<&'s Route, Reject> {
+    let (_, route) = state
+        .router
+        .route(ctx.host.as_deref(), &ctx.path)
+        .ok_or(Reject::NoRoute)?;
+    outcome.route_name = Some(route.name.clone());
+    route::admit(route, had_params).map_err(|e| Reject::BadRequest(e.to_string()))?;
+    Ok(route)
 }
 
 fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
