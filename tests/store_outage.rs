@@ -6,6 +6,7 @@
 
 mod common;
 mod harness;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::{start_gateway, test_config, Browser, TestUpstream};
+use http::Method;
 use sessiongate::clock::Clock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
@@ -174,6 +176,147 @@ async fn gateway_survives_a_store_outage() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["store"], "up");
     assert_eq!(gw.state.metrics.store_up.get(), 1);
+    gw.stop().await;
+}
+
+/// Every refusal reaches an allowed cross-origin SPA with CORS, not only the successes: a
+/// 501, a 400, a 502 `bad_session_control`, a 502 from the upstream, a 504 and the refresh
+/// endpoint's 503 `store_unavailable` with `Retry-After` all carry
+/// `Access-Control-Allow-Origin` and `X-Request-Id`, so the SPA sees a (retryable) error
+/// instead of a CORS failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_reach_an_allowed_spa_with_cors() {
+    const SPA: &str = "https://app.example";
+    let db = common::TestMysql::new();
+    let server: url_parts::Server = url_parts::parse(&db.server);
+    let target: SocketAddr = tokio::net::lookup_host((server.host.as_str(), server.port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = Relay::start(target).await;
+    let relayed_url = format!(
+        "mysql://{}@{}/{}?prefer_socket=false",
+        server.userinfo, relay.addr, db.db
+    );
+    let up = TestUpstream::start().await;
+    let extra = format!("cors.allowed_origins = [\"{SPA}\"]");
+    let gw = start_gateway(
+        test_config(&relayed_url, &up.url(), &extra),
+        Clock::system(),
+    )
+    .await;
+    let addr = gw.public_addr;
+    let check = |what: &str, status: u16, acao: Vec<&str>, rid: Vec<&str>, head: &str| {
+        assert_eq!(acao, vec![SPA], "{what}: no CORS on a {status}\n{head}");
+        assert_eq!(rid.len(), 1, "{what}: X-Request-Id\n{head}");
+    };
+    let raw = |request: String| async move { wire::http1_raw(addr, request).await };
+
+    // 501: an unsupported transfer coding.
+    let r = raw(format!(
+        "POST /public/x HTTP/1.1\r\nHost: {addr}\r\nOrigin: {SPA}\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(r.status, 501, "{r:?}");
+    check(
+        "501",
+        501,
+        r.headers("access-control-allow-origin"),
+        r.headers("x-request-id"),
+        &r.head,
+    );
+    // 400: two Host headers.
+    let r = raw(format!(
+        "GET /public/x HTTP/1.1\r\nHost: {addr}\r\nHost: other.example\r\nOrigin: {SPA}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    check(
+        "400",
+        400,
+        r.headers("access-control-allow-origin"),
+        r.headers("x-request-id"),
+        &r.head,
+    );
+    // 502: the upstream switches protocols without a valid WebSocket handshake.
+    let r = raw(format!(
+        "GET /public/ws?accept=wrong HTTP/1.1\r\nHost: {addr}\r\nOrigin: {SPA}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(r.status, 502, "{r:?}");
+    check(
+        "502",
+        502,
+        r.headers("access-control-allow-origin"),
+        r.headers("x-request-id"),
+        &r.head,
+    );
+
+    let mut b = Browser::new(addr);
+    let origin = [("origin", SPA)];
+    b.login("alice").await;
+    // 502 bad_session_control: a malformed `sessiongate-create`.
+    let r = b
+        .send(Method::GET, "/auth/login/bad-control", &origin)
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["error"], "bad_session_control");
+    check(
+        "bad_session_control",
+        502,
+        r.headers
+            .get_all("access-control-allow-origin")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect(),
+        r.headers
+            .get_all("x-request-id")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect(),
+        &format!("{:?}", r.headers),
+    );
+    // 504: the upstream answers after `server.upstream_timeout_secs` (2 s).
+    let r = b.send(Method::GET, "/api/slow?ms=4000", &origin).await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    check(
+        "504",
+        504,
+        r.headers
+            .get_all("access-control-allow-origin")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect(),
+        r.headers
+            .get_all("x-request-id")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect(),
+        &format!("{:?}", r.headers),
+    );
+    // 503 store_unavailable from the refresh endpoint, with Retry-After.
+    relay.cut();
+    let r = b.send(Method::POST, "/auth/refresh", &origin).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"], "store_unavailable");
+    assert!(r.header("retry-after").is_some());
+    check(
+        "503",
+        503,
+        r.headers
+            .get_all("access-control-allow-origin")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect(),
+        r.headers
+            .get_all("x-request-id")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect(),
+        &format!("{:?}", r.headers),
+    );
+    relay.restore();
     gw.stop().await;
 }
 

@@ -13,6 +13,12 @@ use crate::config::{CookieConfig, SameSite};
 pub const ACCESS: &str = "sAccessToken";
 pub const REFRESH: &str = "sRefreshToken";
 pub const ID_REFRESH: &str = "sIdRefreshToken";
+/// The request and response header carrying the anti-CSRF token.
+pub const ANTI_CSRF: &str = "anti-csrf";
+/// The response header carrying the id-refresh value (or `remove`).
+pub const ID_REFRESH_HEADER: &str = "id-refresh-token";
+/// `Access-Control-Expose-Headers` for the two session headers above.
+pub const EXPOSE: &str = "id-refresh-token, anti-csrf";
 
 /// The first cookie called `name` across all `Cookie` headers, percent-decoded.
 /// Borrows from the header when the value has no percent-escapes (the usual case).

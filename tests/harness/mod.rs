@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use sessiongate::app::{self, Gateway};
 use sessiongate::clock::Clock;
 use sessiongate::config::Config;
+use sessiongate::http::cookies;
 use tokio::net::TcpListener;
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -371,14 +372,14 @@ impl Browser {
         let cookies: Vec<String> = self
             .jar
             .iter()
-            .filter(|(k, _)| k.as_str() != "sRefreshToken" || path.starts_with("/auth/refresh"))
+            .filter(|(k, _)| k.as_str() != cookies::REFRESH || path.starts_with("/auth/refresh"))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !cookies.is_empty() {
             b = b.header("cookie", cookies.join("; "));
         }
         if let Some(t) = &self.anti_csrf {
-            b = b.header("anti-csrf", t);
+            b = b.header(cookies::ANTI_CSRF, t);
         }
         for (k, v) in extra {
             b = b.header(*k, *v);
@@ -417,7 +418,7 @@ impl Browser {
                 self.jar.insert(name.trim().to_string(), value.to_string());
             }
         }
-        if let Some(t) = resp.header("anti-csrf") {
+        if let Some(t) = resp.header(cookies::ANTI_CSRF) {
             self.anti_csrf = Some(t);
         }
     }

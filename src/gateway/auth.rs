@@ -1,0 +1,133 @@
+//! Authenticate: the request's session from the access token in memory (no store query; the
+//! blacklist when it is on), and the answers a required route gives without one.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+
+use super::{clear_session, Ctx};
+use crate::body::{self, Body};
+use crate::config::{AuthMode, Route};
+use crate::error::Reject;
+use crate::http::cookies::{self, ANTI_CSRF};
+use crate::session::access::AccessClaims;
+use crate::session::csrf;
+use crate::state::AppState;
+
+/// The session a route gets: `Continue` with the request's valid session (`None` on a
+/// public or optional route without one), or `Break` with the answer a required route gives
+/// without one (the refresh page, `try_refresh_token`, the login redirect, `unauthorised`).
+/// A session-control route reads the session the way an optional route does, so that
+/// `sessiongate-revoke` and `sessiongate-update-payload` act on it even when it is public.
+pub(super) async fn authorise(
+    state: &AppState,
+    ctx: &Ctx,
+    route: &Route,
+    h: &HeaderMap,
+) -> ControlFlow<Result<Response<Body>, Reject>, Option<Arc<AccessClaims>>> {
+    let auth = match route.auth {
+        AuthMode::Public if !route.session_control => return ControlFlow::Continue(None),
+        AuthMode::Public | AuthMode::Optional => match authenticate(state, ctx, route, h).await {
+            Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
+            Auth::Unavailable => return ControlFlow::Break(Err(Reject::StoreUnavailable)),
+            _ => return ControlFlow::Continue(None),
+        },
+        AuthMode::Required => authenticate(state, ctx, route, h).await,
+    };
+    ControlFlow::Break(match auth {
+        Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
+        Auth::Unavailable => Err(Reject::StoreUnavailable),
+        Auth::TryRefresh if ctx.navigation => Ok(crate::http::pages::refresh_page(
+            &state.cfg.tokens.refresh_token.renew_path,
+            state.cfg.session.expired_status,
+        )),
+        Auth::TryRefresh => Err(Reject::TryRefreshToken),
+        Auth::NoSession | Auth::Revoked => {
+            let mut resp = match (&route.login_redirect, ctx.navigation) {
+                (Some(target), true) => login_redirect(target, ctx),
+                _ => Reject::Unauthorised.response(state.cfg.session.expired_status),
+            };
+            clear_session(state, resp.headers_mut());
+            Ok(resp)
+        }
+    })
+}
+
+enum Auth {
+    Valid(Arc<AccessClaims>),
+    /// No `sIdRefreshToken`: the browser has no session.
+    NoSession,
+    TryRefresh,
+    /// Revoked, seen through the blacklist.
+    Revoked,
+    /// The browser has a session but tokens cannot be checked yet (no keys, or the
+    /// blacklist has not read the feed): the store has not been reachable since start.
+    Unavailable,
+}
+
+async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap) -> Auth {
+    let m = &state.metrics.auth_decisions_total;
+    let decide = |outcome: &str, auth: Auth| {
+        m.with_label_values(&[outcome]).inc();
+        auth
+    };
+    if cookies::cookie(h, cookies::ID_REFRESH).is_none() {
+        return decide("no_session", Auth::NoSession);
+    }
+    if state.verification_blocker().is_some() {
+        return decide("unavailable", Auth::Unavailable);
+    }
+    let Some(token) = cookies::cookie(h, cookies::ACCESS) else {
+        return decide("missing_access_token", Auth::TryRefresh);
+    };
+    let claims = match state.sessions.verify(&token).await {
+        Ok(c) => c,
+        Err(e) => {
+            let outcome = match e {
+                crate::session::access::AccessError::Expired => "expired",
+                crate::session::access::AccessError::UnknownKey => "unknown_key",
+                _ => "invalid",
+            };
+            return decide(outcome, Auth::TryRefresh);
+        }
+    };
+    if csrf::required(
+        state.cfg.tokens.enable_anti_csrf,
+        route.anti_csrf,
+        &ctx.method,
+    ) {
+        let presented = h.get(ANTI_CSRF).and_then(|v| v.to_str().ok());
+        if !csrf::matches(claims.anti_csrf.as_deref(), presented) {
+            return decide("anti_csrf_failed", Auth::TryRefresh);
+        }
+    }
+    if let Some(bl) = &state.blacklist {
+        if bl.is_revoked(&claims.sid) {
+            return decide("revoked", Auth::Revoked);
+        }
+    }
+    decide("valid", Auth::Valid(claims))
+}
+
+/// `302` to the route's login page with `next` = the original relative path and query.
+/// The target comes from config, `next` is always relative: no open redirect.
+fn login_redirect(target: &str, ctx: &Ctx) -> Response<Body> {
+    let mut next = ctx.path.clone();
+    if let Some(q) = &ctx.query {
+        next.push('?');
+        next.push_str(q);
+    }
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC).collect();
+    let sep = if target.contains('?') { '&' } else { '?' };
+    let location = format!("{target}{sep}next={encoded}");
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

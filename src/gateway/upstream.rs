@@ -1,0 +1,102 @@
+//! Prepare the upstream request (path, identity, forwarded and hop-by-hop headers, `Host`,
+//! request id) and forward it, returning the upstream response with its body streaming.
+
+use std::time::Instant;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{is_own_origin, Ctx, Outcome};
+use crate::body::{self, Body};
+use crate::config::Route;
+use crate::error::Reject;
+use crate::http::{cookies, cors};
+use crate::proxy::{forward, headers, route};
+use crate::session::access::AccessClaims;
+use crate::state::AppState;
+
+/// Builds and sends the upstream request, returning the upstream response with hop-by-hop
+/// headers removed and its body still streaming.
+pub(super) async fn forward_to(
+    state: &AppState,
+    ctx: &Ctx,
+    route: &Route,
+    mut req: Request<Incoming>,
+    session: Option<&AccessClaims>,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, Reject> {
+    let websocket = headers::is_websocket_upgrade(req.headers());
+    // A browser always sends `Origin` on a WebSocket handshake; a foreign one would ride on
+    // the user's cookies (cross-site WebSocket hijacking). No `Origin`: not a browser.
+    if let Some(origin) = ctx.origin.as_deref().filter(|_| websocket) {
+        if !is_own_origin(state, ctx, origin)
+            && !cors::allowed(&state.cfg.cors.allowed_origins, origin)
+        {
+            return Err(Reject::ForbiddenOrigin(origin.to_string()));
+        }
+    }
+    let ws_key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let slot = req.extensions_mut().remove::<crate::server::ConnSlot>();
+    let (mut parts, incoming) = req.into_parts();
+    let uri = route::join_upstream_uri(&route.upstream, &ctx.path, ctx.query.as_deref())
+        .map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h, websocket);
+    headers::strip_cookie(h, cookies::REFRESH);
+    let trusted = ctx.edge.trusted;
+    h.insert(headers::REQUEST_ID, ctx.edge.request_id.clone());
+    let proto = if ctx.peer.tls { "https" } else { "http" };
+    headers::set_forwarded(h, ctx.peer.addr.ip(), proto, ctx.host.as_deref(), trusted);
+    if !trusted {
+        headers::strip_untrusted(h);
+    }
+    // The upstream gets the host the request was routed on, whatever the client sent.
+    match ctx.host.as_deref().map(HeaderValue::from_str) {
+        Some(Ok(v)) => {
+            h.insert(header::HOST, v);
+        }
+        _ => {
+            h.remove(header::HOST);
+        }
+    }
+    if let Some(c) = session {
+        let payload = c.payload.to_string();
+        headers::add_identity(h, &state.cfg.identity, &c.sub, &c.sid, &payload)
+            .map_err(|e| Reject::Internal(e.to_string()))?;
+    }
+    let (up_body, body_watch) = body::client_body(incoming, state.cfg.server.body_read_timeout);
+    let mut up = Request::from_parts(parts, up_body);
+    *up.uri_mut() = uri;
+
+    let started = Instant::now();
+    let result = state.upstream.send(up, &body_watch).await;
+    outcome.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    state
+        .metrics
+        .upstream_duration_seconds
+        .with_label_values(&[route.name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    let mut resp = result.inspect_err(|e| {
+        tracing::warn!(route = %route.name, error = %e, "upstream request failed");
+    })?;
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        // Only a real WebSocket switch for the key the client sent becomes a tunnel.
+        match (client_upgrade, ws_key, slot) {
+            (Some(up), Some(key), Some(slot)) if forward::is_websocket_switch(&resp, &key) => {
+                forward::splice_websocket(up, &mut resp, slot);
+            }
+            _ => {
+                let e = Reject::BadGateway(
+                    "upstream switched protocols without a valid WebSocket handshake".into(),
+                );
+                tracing::warn!(route = %route.name, error = %e, "upstream request failed");
+                return Err(e);
+            }
+        }
+    }
+    let (mut parts, incoming) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, switching);
+    Ok(Response::from_parts(parts, body::stream(incoming)))
+}
