@@ -207,9 +207,39 @@ async fn refusals_reach_an_allowed_spa_with_cors() {
     )
     .await;
     let addr = gw.public_addr;
+    // Exactly the SPA's origin allowed, and one request id, whatever the status.
     let check = |what: &str, status: u16, acao: Vec<&str>, rid: Vec<&str>, head: &str| {
         assert_eq!(acao, vec![SPA], "{what}: no CORS on a {status}\n{head}");
         assert_eq!(rid.len(), 1, "{what}: X-Request-Id\n{head}");
+    };
+    let check_raw = |what: &str, r: &wire::Raw| {
+        check(
+            what,
+            r.status,
+            r.headers("access-control-allow-origin"),
+            r.headers("x-request-id"),
+            &r.head,
+        )
+    };
+    let check_resp = |what: &str, r: &harness::Resp| {
+        let values = |name: &str| -> Vec<String> {
+            r.headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        };
+        let (acao, rid) = (
+            values("access-control-allow-origin"),
+            values("x-request-id"),
+        );
+        check(
+            what,
+            r.status.as_u16(),
+            acao.iter().map(String::as_str).collect(),
+            rid.iter().map(String::as_str).collect(),
+            &format!("{:?}", r.headers),
+        )
     };
     let raw = |request: String| async move { wire::http1_raw(addr, request).await };
 
@@ -219,39 +249,21 @@ async fn refusals_reach_an_allowed_spa_with_cors() {
     ))
     .await;
     assert_eq!(r.status, 501, "{r:?}");
-    check(
-        "501",
-        501,
-        r.headers("access-control-allow-origin"),
-        r.headers("x-request-id"),
-        &r.head,
-    );
+    check_raw("501", &r);
     // 400: two Host headers.
     let r = raw(format!(
         "GET /public/x HTTP/1.1\r\nHost: {addr}\r\nHost: other.example\r\nOrigin: {SPA}\r\nConnection: close\r\n\r\n"
     ))
     .await;
     assert_eq!(r.status, 400, "{r:?}");
-    check(
-        "400",
-        400,
-        r.headers("access-control-allow-origin"),
-        r.headers("x-request-id"),
-        &r.head,
-    );
+    check_raw("400", &r);
     // 502: the upstream switches protocols without a valid WebSocket handshake.
     let r = raw(format!(
         "GET /public/ws?accept=wrong HTTP/1.1\r\nHost: {addr}\r\nOrigin: {SPA}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     ))
     .await;
     assert_eq!(r.status, 502, "{r:?}");
-    check(
-        "502",
-        502,
-        r.headers("access-control-allow-origin"),
-        r.headers("x-request-id"),
-        &r.head,
-    );
+    check_raw("502", &r);
 
     let mut b = Browser::new(addr);
     let origin = [("origin", SPA)];
@@ -262,60 +274,18 @@ async fn refusals_reach_an_allowed_spa_with_cors() {
         .await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.json()["error"], "bad_session_control");
-    check(
-        "bad_session_control",
-        502,
-        r.headers
-            .get_all("access-control-allow-origin")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect(),
-        r.headers
-            .get_all("x-request-id")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect(),
-        &format!("{:?}", r.headers),
-    );
+    check_resp("bad_session_control", &r);
     // 504: the upstream answers after `server.upstream_timeout_secs` (2 s).
     let r = b.send(Method::GET, "/api/slow?ms=4000", &origin).await;
     assert_eq!(r.status, 504, "{}", r.text());
-    check(
-        "504",
-        504,
-        r.headers
-            .get_all("access-control-allow-origin")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect(),
-        r.headers
-            .get_all("x-request-id")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect(),
-        &format!("{:?}", r.headers),
-    );
+    check_resp("504", &r);
     // 503 store_unavailable from the refresh endpoint, with Retry-After.
     relay.cut();
     let r = b.send(Method::POST, "/auth/refresh", &origin).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["error"], "store_unavailable");
     assert!(r.header("retry-after").is_some());
-    check(
-        "503",
-        503,
-        r.headers
-            .get_all("access-control-allow-origin")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect(),
-        r.headers
-            .get_all("x-request-id")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect(),
-        &format!("{:?}", r.headers),
-    );
+    check_resp("503", &r);
     relay.restore();
     gw.stop().await;
 }
