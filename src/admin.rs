@@ -69,14 +69,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             "text/plain; version=0.0.4",
             state.metrics.render(),
         )),
-        (Method::GET | Method::HEAD, "/.well-known/jwks.json") => {
-            let ring = state
-                .sessions
-                .keys()
-                .ring()
-                .map_err(|_| Reject::StoreUnavailable)?;
-            Ok(json_response(StatusCode::OK, &ring.jwks()))
-        }
+        (Method::GET | Method::HEAD, "/.well-known/jwks.json") => crate::gateway::jwks(state),
         (_, p) if p.starts_with("/v1/") => {
             authorize(state, &req)?;
             v1(state, req).await

@@ -2,16 +2,17 @@
 
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::{clear_session, is_own_origin, session_to_end, set_session, store_failure, Ctx};
+use super::{clear_session, origin_allowed, session_to_end, set_session, store_failure, Ctx};
 use crate::body::Body;
 use crate::error::{json_response, Reject};
-use crate::http::{cookies, cors};
+use crate::http::cookies;
 use crate::session::refresh::RefreshToken;
 use crate::sessions::{RefreshResult, UnauthorisedWhy};
 use crate::state::AppState;
 
-/// The public keys (EdDSA only) for upstreams that verify the JWT themselves.
-pub(super) fn jwks(state: &AppState) -> Result<Response<Body>, Reject> {
+/// The public keys (EdDSA only) for upstreams that verify the JWT themselves; served on both
+/// listeners.
+pub fn jwks(state: &AppState) -> Result<Response<Body>, Reject> {
     let ring = state
         .sessions
         .keys()
@@ -31,10 +32,8 @@ pub(super) fn post_from_allowed_origin(
     if ctx.method != Method::POST {
         return Err(Reject::MethodNotAllowed("POST"));
     }
-    if let Some(origin) = ctx.origin.as_deref() {
-        if !is_own_origin(state, ctx, origin)
-            && !cors::allowed(&state.cfg.cors.allowed_origins, origin)
-        {
+    if let Some(origin) = ctx.edge.origin.as_deref() {
+        if !origin_allowed(state, ctx, h, origin) {
             return Err(Reject::ForbiddenOrigin(origin.to_string()));
         }
         return Ok(());

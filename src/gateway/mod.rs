@@ -34,6 +34,7 @@
 mod auth;
 mod control;
 mod endpoints;
+pub use endpoints::jwks;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -244,9 +245,6 @@ struct Ctx {
     /// The canonical host ([`headers::request_host`]): routed on and sent upstream as `Host`.
     /// `None` only for an HTTP/1.0 request without one.
     host: Option<String>,
-    origin: Option<String>,
-    /// The gateway's own origin as the browser sees it ([`own_origin`]).
-    own_origin: Option<String>,
     navigation: bool,
     peer: Peer,
     edge: Edge,
@@ -321,8 +319,6 @@ fn request_facts(
     let ctx = Ctx {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_string),
-        origin: edge.origin.clone(),
-        own_origin: own_origin(peer, &edge, host.as_deref(), req.headers()),
         navigation: is_navigation(req.method(), req.headers()),
         host,
         path: path.path,
@@ -343,6 +339,7 @@ async fn own_endpoints(
 ) -> Option<Result<Response<Body>, Reject>> {
     if ctx.method == Method::OPTIONS && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
         if let Some(origin) = ctx
+            .edge
             .origin
             .as_deref()
             .filter(|o| cors::allowed(&state.cfg.cors.allowed_origins, o))
@@ -466,11 +463,12 @@ fn own_origin(peer: Peer, edge: &Edge, host: Option<&str>, h: &HeaderMap) -> Opt
     host.map(|h| headers::origin(scheme, &h))
 }
 
-/// Whether `origin` is the gateway's own: the request's [`own_origin`] or one of
-/// `server.public_origins` (accepted whoever the peer is).
-fn is_own_origin(state: &AppState, ctx: &Ctx, origin: &str) -> bool {
-    ctx.own_origin
-        .as_deref()
+/// Whether `origin` may drive the gateway's own state-changing exchanges (refresh, logout,
+/// WebSocket handshakes): the request's [`own_origin`] (worked out here, only when asked, from
+/// the request's unchanged headers `h`), one of `server.public_origins` (accepted whoever the
+/// peer is), or one of `cors.allowed_origins`.
+fn origin_allowed(state: &AppState, ctx: &Ctx, h: &HeaderMap, origin: &str) -> bool {
+    own_origin(ctx.peer, &ctx.edge, ctx.host.as_deref(), h)
         .is_some_and(|o| o.eq_ignore_ascii_case(origin))
         || state
             .cfg
@@ -478,6 +476,7 @@ fn is_own_origin(state: &AppState, ctx: &Ctx, origin: &str) -> bool {
             .public_origins
             .iter()
             .any(|o| o.eq_ignore_ascii_case(origin))
+        || cors::allowed(&state.cfg.cors.allowed_origins, origin)
 }
 
 /// The session (handle, user id) that a genuine access token names, expired or not. The

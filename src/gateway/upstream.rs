@@ -6,11 +6,11 @@ use std::time::Instant;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{is_own_origin, Ctx, Outcome};
+use super::{origin_allowed, Ctx, Outcome};
 use crate::body::{self, Body};
 use crate::config::Route;
 use crate::error::Reject;
-use crate::http::{cookies, cors};
+use crate::http::cookies;
 use crate::proxy::{forward, headers, route};
 use crate::session::access::AccessClaims;
 use crate::state::AppState;
@@ -28,10 +28,8 @@ pub(super) async fn forward_to(
     let websocket = headers::is_websocket_upgrade(req.headers());
     // A browser always sends `Origin` on a WebSocket handshake; a foreign one would ride on
     // the user's cookies (cross-site WebSocket hijacking). No `Origin`: not a browser.
-    if let Some(origin) = ctx.origin.as_deref().filter(|_| websocket) {
-        if !is_own_origin(state, ctx, origin)
-            && !cors::allowed(&state.cfg.cors.allowed_origins, origin)
-        {
+    if let Some(origin) = ctx.edge.origin.as_deref().filter(|_| websocket) {
+        if !origin_allowed(state, ctx, req.headers(), origin) {
             return Err(Reject::ForbiddenOrigin(origin.to_string()));
         }
     }
