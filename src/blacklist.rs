@@ -17,7 +17,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::clock::Millis;
-use crate::store::{SessionStore, StoreResult};
+use crate::store::{RevocationFeed, StoreResult};
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const FEED_PAGE: u32 = 1000;
@@ -48,7 +48,7 @@ pub struct Blacklist {
 impl Blacklist {
     /// Loads the revocations still within `retain_ms` (older ones can refuse no live token),
     /// so a restarted instance does not forget recent revocations, then follows the feed.
-    pub async fn start<S: SessionStore>(
+    pub async fn start<S: RevocationFeed>(
         store: &S,
         retain_ms: Millis,
         now: Millis,
@@ -90,7 +90,7 @@ impl Blacklist {
 
     /// Reads the feed past the cursor (and from the oldest hole still watched) and drops
     /// entries that no live token can need.
-    pub async fn catch_up<S: SessionStore>(&self, store: &S, now: Millis) -> StoreResult<usize> {
+    pub async fn catch_up<S: RevocationFeed>(&self, store: &S, now: Millis) -> StoreResult<usize> {
         let mut added = 0;
         let mut from = {
             let mut pos = self.position.lock().unwrap_or_else(|e| e.into_inner());

@@ -13,7 +13,8 @@ use sessiongate::session::rotation::{Presented, RotationPolicy, TokenHash, Unaut
 use sessiongate::store::mysql::MysqlStore;
 use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{
-    AnyStore, KeyPurpose, NewSession, RefreshOutcome, RefreshRequest, SessionStore, StoredKey,
+    AnyStore, FullStore, KeyPurpose, KeyStore, Maintenance, NewSession, RefreshOutcome,
+    RefreshRequest, SessionStore, StoredKey,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -71,14 +72,14 @@ fn key(kid: &str, purpose: KeyPurpose, seq: u64, created_at: i64) -> StoredKey {
 
 // ---- the checks, each generic over the store ----
 
-async fn migrate_is_idempotent<S: SessionStore>(s: &S) {
+async fn migrate_is_idempotent<S: FullStore>(s: &S) {
     // Already migrated by the fixture.
     assert_eq!(s.migrate().await.unwrap(), 0);
     assert_eq!(s.migrate().await.unwrap(), 0);
     s.ping().await.unwrap();
 }
 
-async fn create_and_read<S: SessionStore>(s: &S) {
+async fn create_and_read<S: FullStore>(s: &S) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -101,7 +102,7 @@ async fn create_and_read<S: SessionStore>(s: &S) {
     assert_eq!(s.session("h1", T0).await.unwrap().unwrap().user_id, "alice");
 }
 
-async fn expiry_edges<S: SessionStore>(s: &S) {
+async fn expiry_edges<S: FullStore>(s: &S) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -132,7 +133,7 @@ async fn expiry_edges<S: SessionStore>(s: &S) {
     assert!(s.session("h1", T0 + HOUR - 1).await.unwrap().is_some());
 }
 
-async fn refresh_rules<S: SessionStore>(s: &S) {
+async fn refresh_rules<S: FullStore>(s: &S) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -210,7 +211,7 @@ async fn refresh_rules<S: SessionStore>(s: &S) {
     );
 }
 
-async fn theft_revokes_all_user_sessions<S: SessionStore>(s: &S) {
+async fn theft_revokes_all_user_sessions<S: FullStore>(s: &S) {
     s.create_session(new_session("a1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -255,7 +256,7 @@ async fn theft_revokes_all_user_sessions<S: SessionStore>(s: &S) {
     assert!(!fed.contains(&"b1".to_string()));
 }
 
-async fn user_sessions_and_revocation<S: SessionStore>(s: &S) {
+async fn user_sessions_and_revocation<S: FullStore>(s: &S) {
     s.create_session(new_session("a1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -295,7 +296,7 @@ async fn user_sessions_and_revocation<S: SessionStore>(s: &S) {
     assert_eq!(s.revocations_since(0, 1).await.unwrap().len(), 1);
 }
 
-async fn updates<S: SessionStore>(s: &S) {
+async fn updates<S: FullStore>(s: &S) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -325,7 +326,7 @@ async fn updates<S: SessionStore>(s: &S) {
         .unwrap());
 }
 
-async fn purge<S: SessionStore>(s: &S) {
+async fn purge<S: FullStore>(s: &S) {
     for i in 0..7u8 {
         let exp = if i < 5 { T0 + i as i64 } else { T0 + HOUR };
         s.create_session(new_session(&format!("h{i}"), "u", i, exp))
@@ -355,7 +356,7 @@ async fn purge<S: SessionStore>(s: &S) {
     assert_eq!(fed, vec!["h7"]);
 }
 
-async fn keys<S: SessionStore>(s: &S) {
+async fn keys<S: FullStore>(s: &S) {
     assert!(s
         .insert_key(key("r1", KeyPurpose::Refresh, 0, T0))
         .await
@@ -392,7 +393,7 @@ async fn keys<S: SessionStore>(s: &S) {
     );
 }
 
-async fn concurrent_same_token<S: SessionStore>(s: Arc<S>, n: usize) {
+async fn concurrent_same_token<S: FullStore>(s: Arc<S>, n: usize) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -427,7 +428,7 @@ async fn concurrent_same_token<S: SessionStore>(s: Arc<S>, n: usize) {
     );
 }
 
-async fn concurrent_many_sessions<S: SessionStore>(s: Arc<S>) {
+async fn concurrent_many_sessions<S: FullStore>(s: Arc<S>) {
     for i in 0..200u32 {
         s.create_session(new_session(
             &format!("h{i}"),
@@ -470,7 +471,7 @@ async fn concurrent_many_sessions<S: SessionStore>(s: Arc<S>) {
     );
 }
 
-async fn sequential_refresh_timing<S: SessionStore>(s: &S, label: &str) {
+async fn sequential_refresh_timing<S: FullStore>(s: &S, label: &str) {
     // A real chain: each refresh presents the child of the previous one.
     s.create_session(new_session("chain", "alice", 1, T0 + HOUR))
         .await
@@ -512,7 +513,7 @@ async fn sequential_refresh_timing<S: SessionStore>(s: &S, label: &str) {
 /// Thefts detected at once on several sessions of one user, each revoking all of the user's
 /// sessions: every session is revoked exactly once and no call fails (InnoDB deadlocks between
 /// the revoke-all transactions are retried by the store).
-async fn concurrent_user_thefts<S: SessionStore>(s: Arc<S>) {
+async fn concurrent_user_thefts<S: FullStore>(s: Arc<S>) {
     let n = 8u8;
     for i in 0..n {
         s.create_session(new_session(&format!("t{i}"), "victim", i, T0 + HOUR))
