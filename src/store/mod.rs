@@ -26,7 +26,8 @@ pub mod mysql;
 mod sql;
 pub mod sqlite;
 
-pub use guarded::{Guarded, Limit, OPERATION_TIMEOUT};
+use guarded::Limit;
+pub use guarded::{Guarded, OPERATION_TIMEOUT};
 
 /// A failure of the store itself (unreachable, timed out, bad SQL). Business outcomes such as
 /// "no such session" are values, not errors.
@@ -440,7 +441,7 @@ impl RefreshPlan {
 
 impl SessionRecord {
     /// What the rotation rules look at.
-    pub fn rotation_state(&self) -> RotationState {
+    fn rotation_state(&self) -> RotationState {
         RotationState {
             generation: self.generation,
             current_hash: self.current_hash,
@@ -495,11 +496,7 @@ pub fn plan_refresh(row: Option<SessionRecord>, req: &RefreshRequest) -> Refresh
 
 /// Applies a rotation decision to a locked row: the new row for `Rotate`, the same row for
 /// `GraceReplay`.
-pub fn rotated_record(
-    row: &SessionRecord,
-    req: &RefreshRequest,
-    decision: Decision,
-) -> SessionRecord {
+fn rotated_record(row: &SessionRecord, req: &RefreshRequest, decision: Decision) -> SessionRecord {
     match decision {
         Decision::Rotate {
             new_generation,
