@@ -39,7 +39,7 @@ use crate::sessions::{SessionSettings, Sessions};
 use crate::startup;
 use crate::state::{AppState, Live};
 use crate::store;
-use crate::store::metered::Metered;
+use crate::store::Guarded;
 
 /// How often the TLS certificate and key files are checked for changes.
 pub const TLS_POLL: Duration = Duration::from_secs(5);
@@ -110,7 +110,7 @@ pub async fn start_on(
     // be opened fails here, before serving.
     let raw = store::open(&cfg.store).await.context("opening the store")?;
     let is_sqlite = matches!(raw, store::AnyStore::Sqlite(_));
-    let store = Arc::new(Metered::new(raw, metrics.clone()));
+    let store = Arc::new(Guarded::new(raw, metrics.clone()));
     let policy = KeyPolicy::from_config(&cfg.tokens)?;
     // Loaded now for a static secret; otherwise by `startup` once the store answers.
     let keys = Arc::new(KeyCache::new(store.clone(), policy, clock.clone())?);

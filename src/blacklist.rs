@@ -17,7 +17,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::clock::Millis;
-use crate::store::{SessionStore, StoreResult};
+use crate::store::{RevocationFeed, StoreResult};
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const FEED_PAGE: u32 = 1000;
@@ -48,7 +48,7 @@ pub struct Blacklist {
 impl Blacklist {
     /// Loads the revocations still within `retain_ms` (older ones can refuse no live token),
     /// so a restarted instance does not forget recent revocations, then follows the feed.
-    pub async fn start<S: SessionStore>(
+    pub async fn start<S: RevocationFeed>(
         store: &S,
         retain_ms: Millis,
         now: Millis,
@@ -90,7 +90,7 @@ impl Blacklist {
 
     /// Reads the feed past the cursor (and from the oldest hole still watched) and drops
     /// entries that no live token can need.
-    pub async fn catch_up<S: SessionStore>(&self, store: &S, now: Millis) -> StoreResult<usize> {
+    pub async fn catch_up<S: RevocationFeed>(&self, store: &S, now: Millis) -> StoreResult<usize> {
         let mut added = 0;
         let mut from = {
             let mut pos = self.position.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,5 +154,185 @@ impl Blacklist {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::Revocation;
+
+    const T0: Millis = 1_700_000_000_000;
+    const RETAIN: Millis = 3_600_000;
+
+    /// A revocation feed in memory: entries appear in any id order, as MySQL's auto-increment
+    /// ids can become visible out of order. Records where each read started.
+    #[derive(Default)]
+    struct Feed {
+        rows: Mutex<Vec<Revocation>>,
+        reads: Mutex<Vec<u64>>,
+    }
+
+    impl Feed {
+        fn commit(&self, id: u64, at: Millis) {
+            let mut rows = self.rows.lock().unwrap();
+            rows.push(Revocation {
+                id,
+                handle: format!("h{id}"),
+                revoked_at: at,
+            });
+            rows.sort_by_key(|r| r.id);
+        }
+
+        /// Where the reads of the last catch-up started.
+        fn take_reads(&self) -> Vec<u64> {
+            std::mem::take(&mut self.reads.lock().unwrap())
+        }
+    }
+
+    impl RevocationFeed for Feed {
+        async fn revocations_since(&self, after: u64, limit: u32) -> StoreResult<Vec<Revocation>> {
+            self.reads.lock().unwrap().push(after);
+            let rows = self.rows.lock().unwrap();
+            Ok(rows
+                .iter()
+                .filter(|r| r.id > after)
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        }
+
+        async fn revocation_head(&self) -> StoreResult<u64> {
+            Ok(self.rows.lock().unwrap().last().map_or(0, |r| r.id))
+        }
+    }
+
+    fn gaps(bl: &Blacklist) -> Vec<u64> {
+        bl.position.lock().unwrap().gaps.keys().copied().collect()
+    }
+
+    /// How many handles the set holds.
+    fn size(bl: &Blacklist) -> usize {
+        bl.revoked.read().unwrap().len()
+    }
+
+    fn cursor(bl: &Blacklist) -> u64 {
+        bl.position.lock().unwrap().cursor
+    }
+
+    #[tokio::test]
+    async fn a_hole_filled_later_is_read_and_no_longer_watched() {
+        let feed = Feed::default();
+        for id in [1, 2, 4] {
+            feed.commit(id, T0);
+        }
+        let bl = Blacklist::start(&feed, RETAIN, T0).await.unwrap();
+        assert!(bl.is_synced());
+        assert_eq!((gaps(&bl), cursor(&bl)), (vec![3], 4));
+        assert!(!bl.is_revoked("h3"));
+        // Id 3 commits late; the next poll re-reads from just below the hole.
+        feed.commit(3, T0 + 5_000);
+        feed.take_reads();
+        assert_eq!(bl.catch_up(&feed, T0 + 10_000).await.unwrap(), 1);
+        assert_eq!(feed.take_reads(), vec![2]);
+        assert!(bl.is_revoked("h3"));
+        assert_eq!((gaps(&bl), cursor(&bl)), (vec![], 4));
+        // Nothing watched: polls start at the cursor again.
+        bl.catch_up(&feed, T0 + 11_000).await.unwrap();
+        assert_eq!(feed.take_reads(), vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_hole_is_given_up_after_the_watch_window() {
+        let feed = Feed::default();
+        feed.commit(1, T0);
+        feed.commit(3, T0);
+        let bl = Blacklist::start(&feed, RETAIN, T0).await.unwrap();
+        assert_eq!(gaps(&bl), vec![2]);
+        // Still watched at the end of the window...
+        feed.take_reads();
+        bl.catch_up(&feed, T0 + GAP_WATCH_MS).await.unwrap();
+        assert_eq!((feed.take_reads(), gaps(&bl)), (vec![1], vec![2]));
+        // ...and taken as a rolled-back insert after it.
+        bl.catch_up(&feed, T0 + GAP_WATCH_MS + 1).await.unwrap();
+        assert_eq!((feed.take_reads(), gaps(&bl)), (vec![3], vec![]));
+        // An entry that shows up in the abandoned hole is not read any more.
+        feed.commit(2, T0 + GAP_WATCH_MS + 2);
+        bl.catch_up(&feed, T0 + GAP_WATCH_MS + 3).await.unwrap();
+        assert!(!bl.is_revoked("h2"));
+    }
+
+    #[tokio::test]
+    async fn at_most_max_gaps_ids_are_watched_from_the_start_of_the_hole() {
+        let feed = Feed::default();
+        let max = MAX_GAPS as u64;
+        feed.commit(1, T0);
+        feed.commit(max + 10, T0);
+        let bl = Blacklist::start(&feed, RETAIN, T0).await.unwrap();
+        let watched = gaps(&bl);
+        assert_eq!(watched.len(), MAX_GAPS);
+        assert_eq!((watched[0], watched[MAX_GAPS - 1]), (2, max + 1));
+        // A full watch list takes no new holes.
+        feed.commit(max + 12, T0 + 1);
+        bl.catch_up(&feed, T0 + 1).await.unwrap();
+        assert_eq!(gaps(&bl).len(), MAX_GAPS);
+        assert!(!gaps(&bl).contains(&(max + 11)));
+        // Reads start below the oldest watched hole, so late entries above it are read too,
+        // watched or not.
+        feed.commit(2, T0 + 2);
+        feed.commit(max + 5, T0 + 2);
+        feed.commit(max + 11, T0 + 2);
+        bl.catch_up(&feed, T0 + 3).await.unwrap();
+        for h in ["h2", &format!("h{}", max + 5), &format!("h{}", max + 11)] {
+            assert!(bl.is_revoked(h), "{h}");
+        }
+        assert_eq!(gaps(&bl).len(), MAX_GAPS - 1);
+        assert_eq!(cursor(&bl), max + 12);
+    }
+
+    #[tokio::test]
+    async fn entries_read_again_or_out_of_order_count_once() {
+        let feed = Feed::default();
+        for id in [1, 3, 4] {
+            feed.commit(id, T0);
+        }
+        let bl = Blacklist::start(&feed, RETAIN, T0).await.unwrap();
+        assert_eq!(size(&bl), 3);
+        // The hole at 2 makes every poll read 3 and 4 again: nothing new.
+        assert_eq!(bl.catch_up(&feed, T0 + 1).await.unwrap(), 0);
+        assert_eq!(bl.catch_up(&feed, T0 + 2).await.unwrap(), 0);
+        // A late id below the cursor is added and does not move the cursor back.
+        feed.commit(2, T0 + 3);
+        assert_eq!(bl.catch_up(&feed, T0 + 4).await.unwrap(), 1);
+        assert_eq!((cursor(&bl), gaps(&bl)), (4, vec![]));
+        // The same handle fed twice (a revocation racing a theft) is one entry.
+        feed.rows.lock().unwrap().push(Revocation {
+            id: 5,
+            handle: "h1".into(),
+            revoked_at: T0 + 5,
+        });
+        assert_eq!(bl.catch_up(&feed, T0 + 6).await.unwrap(), 0);
+        assert_eq!((size(&bl), cursor(&bl)), (4, 5));
+    }
+
+    #[tokio::test]
+    async fn the_first_read_watches_no_purged_history_and_keeps_only_recent_entries() {
+        let feed = Feed::default();
+        // Ids below 100 were purged long ago; 100 is older than the retention.
+        feed.commit(100, T0 - RETAIN - 1);
+        feed.commit(101, T0 - RETAIN);
+        let bl = Blacklist::new(RETAIN);
+        assert!(!bl.is_synced());
+        assert_eq!(bl.catch_up(&feed, T0).await.unwrap(), 1);
+        assert!(bl.is_synced());
+        assert_eq!((gaps(&bl), cursor(&bl)), (vec![], 101));
+        assert!(!bl.is_revoked("h100") && bl.is_revoked("h101"));
+        // An entry inserted here drops out once it is older than the retention.
+        bl.insert("local", T0);
+        bl.catch_up(&feed, T0 + RETAIN + 1).await.unwrap();
+        assert!(!bl.is_revoked("local"));
+        assert_eq!(size(&bl), 0);
     }
 }

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::keys::{KeyCache, KeyPolicy};
-use crate::store::{self, SessionStore};
+use crate::store::{self, AnyStore, Guarded, Maintenance};
 
 pub const EXIT_CONFIG: u8 = 64;
 pub const EXIT_UNAVAILABLE: u8 = 69;
@@ -167,7 +167,7 @@ fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
     })
 }
 
-async fn open_migrated(cfg: &Config, migrate: bool) -> Result<Arc<store::AnyStore>, ExitCode> {
+async fn open_migrated(cfg: &Config, migrate: bool) -> Result<Arc<Guarded<AnyStore>>, ExitCode> {
     let store = store::open(&cfg.store).await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_UNAVAILABLE)
@@ -181,7 +181,7 @@ async fn open_migrated(cfg: &Config, migrate: bool) -> Result<Arc<store::AnyStor
             }
         }
     }
-    Ok(Arc::new(store))
+    Ok(Arc::new(Guarded::unmetered(store)))
 }
 
 async fn dispatch(cmd: Command) -> ExitCode {

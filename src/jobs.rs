@@ -19,7 +19,7 @@ use std::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::state::AppState;
-use crate::store::SessionStore;
+use crate::store::Maintenance;
 
 /// Time between two store probes.
 pub const STORE_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);

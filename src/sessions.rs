@@ -25,7 +25,7 @@ use crate::session::access::{self, AccessClaims, AccessError};
 use crate::session::refresh::{RefreshToken, RefreshTokenError, SessionHandle};
 use crate::session::rotation::{RotationPolicy, UnauthorisedReason};
 use crate::store::{
-    NewSession, RefreshOutcome, RefreshRequest, SessionRecord, SessionStore, StoreError,
+    KeyStore, NewSession, RefreshOutcome, RefreshRequest, SessionRecord, SessionStore, StoreError,
 };
 
 /// Token lifetimes and rules, from config.
@@ -342,7 +342,7 @@ fn check_user_id(user_id: &str) -> Result<(), SessionError> {
     Ok(())
 }
 
-impl<S: SessionStore> Sessions<S> {
+impl<S: SessionStore + KeyStore> Sessions<S> {
     pub fn new(
         store: Arc<S>,
         keys: Arc<KeyCache<S>>,

@@ -18,7 +18,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::state::AppState;
-use crate::store::SessionStore;
+use crate::store::Maintenance;
 
 /// The first wait after a failed attempt.
 pub const FIRST_RETRY: Duration = Duration::from_millis(500);

@@ -22,12 +22,12 @@ use crate::metrics::Metrics;
 use crate::proxy::forward::Upstream;
 use crate::proxy::route::Router;
 use crate::sessions::{SessionError, Sessions};
-use crate::store::metered::Metered;
 use crate::store::AnyStore;
+use crate::store::Guarded;
 use crate::store::SessionStore;
 
-/// The store as the running gateway sees it: the configured one, metered.
-pub type Store = Metered<AnyStore>;
+/// The store as the running gateway sees it: the configured one, bounded and metered.
+pub type Store = Guarded<AnyStore>;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);

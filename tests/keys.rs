@@ -13,7 +13,7 @@ use sessiongate::keys::{KeyCache, KeyPolicy};
 use sessiongate::session::access::{self, AccessClaims, AccessError};
 use sessiongate::store::mysql::MysqlStore;
 use sessiongate::store::sqlite::SqliteStore;
-use sessiongate::store::{KeyPurpose, SessionStore};
+use sessiongate::store::{KeyPurpose, KeyStore, Maintenance};
 
 fn policy(alg: SigningAlgorithm) -> KeyPolicy {
     KeyPolicy {
@@ -42,7 +42,7 @@ async fn mysql(db: &common::TestMysql) -> Arc<MysqlStore> {
     Arc::new(s)
 }
 
-fn sign(cache: &KeyCache<impl SessionStore>, now: i64) -> String {
+fn sign(cache: &KeyCache<impl KeyStore>, now: i64) -> String {
     access::mint(&claims(now), cache.ring().unwrap().signing_key().unwrap()).unwrap()
 }
 

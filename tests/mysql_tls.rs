@@ -16,7 +16,7 @@ use harness::{start_gateway, test_config, Browser, TestUpstream};
 use sessiongate::clock::Clock;
 use sessiongate::config::TableNames;
 use sessiongate::store::mysql::MysqlStore;
-use sessiongate::store::SessionStore;
+use sessiongate::store::Maintenance;
 
 /// A mariadbd that requires TLS, killed when dropped.
 struct TlsMariadb {

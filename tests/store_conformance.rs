@@ -1,6 +1,8 @@
 //! One conformance suite, run against both stores: MySQL (real MariaDB, a database per test)
-//! and SQLite (a temp file per test). Each check is written once, generic over
-//! `SessionStore`, and instantiated for both by `conformance!`.
+//! and SQLite (a temp file per test). Each check is written once, generic over `FullStore`
+//! (every store operation), and instantiated for both by `conformance!`. The tests outside it
+//! are MySQL-only (pool sizes, locks and keys across instances, custom table names, an
+//! unreachable server), the sequential timing loops, and opening by config URL.
 
 mod common;
 
@@ -13,7 +15,8 @@ use sessiongate::session::rotation::{Presented, RotationPolicy, TokenHash, Unaut
 use sessiongate::store::mysql::MysqlStore;
 use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{
-    AnyStore, KeyPurpose, NewSession, RefreshOutcome, RefreshRequest, SessionStore, StoredKey,
+    AnyStore, FullStore, KeyPurpose, KeyStore, Maintenance, NewSession, RefreshOutcome,
+    RefreshRequest, SessionStore, StoredKey,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -71,14 +74,14 @@ fn key(kid: &str, purpose: KeyPurpose, seq: u64, created_at: i64) -> StoredKey {
 
 // ---- the checks, each generic over the store ----
 
-async fn migrate_is_idempotent<S: SessionStore>(s: &S) {
+async fn migrate_is_idempotent<S: FullStore>(s: &Arc<S>) {
     // Already migrated by the fixture.
     assert_eq!(s.migrate().await.unwrap(), 0);
     assert_eq!(s.migrate().await.unwrap(), 0);
     s.ping().await.unwrap();
 }
 
-async fn create_and_read<S: SessionStore>(s: &S) {
+async fn create_and_read<S: FullStore>(s: &Arc<S>) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -101,7 +104,7 @@ async fn create_and_read<S: SessionStore>(s: &S) {
     assert_eq!(s.session("h1", T0).await.unwrap().unwrap().user_id, "alice");
 }
 
-async fn expiry_edges<S: SessionStore>(s: &S) {
+async fn expiry_edges<S: FullStore>(s: &Arc<S>) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -132,7 +135,7 @@ async fn expiry_edges<S: SessionStore>(s: &S) {
     assert!(s.session("h1", T0 + HOUR - 1).await.unwrap().is_some());
 }
 
-async fn refresh_rules<S: SessionStore>(s: &S) {
+async fn refresh_rules<S: FullStore>(s: &Arc<S>) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -210,7 +213,7 @@ async fn refresh_rules<S: SessionStore>(s: &S) {
     );
 }
 
-async fn theft_revokes_all_user_sessions<S: SessionStore>(s: &S) {
+async fn theft_revokes_all_user_sessions<S: FullStore>(s: &Arc<S>) {
     s.create_session(new_session("a1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -255,7 +258,7 @@ async fn theft_revokes_all_user_sessions<S: SessionStore>(s: &S) {
     assert!(!fed.contains(&"b1".to_string()));
 }
 
-async fn user_sessions_and_revocation<S: SessionStore>(s: &S) {
+async fn user_sessions_and_revocation<S: FullStore>(s: &Arc<S>) {
     s.create_session(new_session("a1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -295,7 +298,7 @@ async fn user_sessions_and_revocation<S: SessionStore>(s: &S) {
     assert_eq!(s.revocations_since(0, 1).await.unwrap().len(), 1);
 }
 
-async fn updates<S: SessionStore>(s: &S) {
+async fn updates<S: FullStore>(s: &Arc<S>) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -325,7 +328,7 @@ async fn updates<S: SessionStore>(s: &S) {
         .unwrap());
 }
 
-async fn purge<S: SessionStore>(s: &S) {
+async fn purge<S: FullStore>(s: &Arc<S>) {
     for i in 0..7u8 {
         let exp = if i < 5 { T0 + i as i64 } else { T0 + HOUR };
         s.create_session(new_session(&format!("h{i}"), "u", i, exp))
@@ -355,7 +358,7 @@ async fn purge<S: SessionStore>(s: &S) {
     assert_eq!(fed, vec!["h7"]);
 }
 
-async fn keys<S: SessionStore>(s: &S) {
+async fn keys<S: FullStore>(s: &Arc<S>) {
     assert!(s
         .insert_key(key("r1", KeyPurpose::Refresh, 0, T0))
         .await
@@ -392,7 +395,7 @@ async fn keys<S: SessionStore>(s: &S) {
     );
 }
 
-async fn concurrent_same_token<S: SessionStore>(s: Arc<S>, n: usize) {
+async fn concurrent_same_token<S: FullStore>(s: &Arc<S>, n: usize) {
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -427,7 +430,11 @@ async fn concurrent_same_token<S: SessionStore>(s: Arc<S>, n: usize) {
     );
 }
 
-async fn concurrent_many_sessions<S: SessionStore>(s: Arc<S>) {
+async fn fifty_concurrent_refreshes_of_one_token<S: FullStore>(s: &Arc<S>) {
+    concurrent_same_token(s, 50).await;
+}
+
+async fn concurrent_many_sessions<S: FullStore>(s: &Arc<S>) {
     for i in 0..200u32 {
         s.create_session(new_session(
             &format!("h{i}"),
@@ -470,7 +477,7 @@ async fn concurrent_many_sessions<S: SessionStore>(s: Arc<S>) {
     );
 }
 
-async fn sequential_refresh_timing<S: SessionStore>(s: &S, label: &str) {
+async fn sequential_refresh_timing<S: FullStore>(s: &S, label: &str) {
     // A real chain: each refresh presents the child of the previous one.
     s.create_session(new_session("chain", "alice", 1, T0 + HOUR))
         .await
@@ -512,7 +519,7 @@ async fn sequential_refresh_timing<S: SessionStore>(s: &S, label: &str) {
 /// Thefts detected at once on several sessions of one user, each revoking all of the user's
 /// sessions: every session is revoked exactly once and no call fails (InnoDB deadlocks between
 /// the revoke-all transactions are retried by the store).
-async fn concurrent_user_thefts<S: SessionStore>(s: Arc<S>) {
+async fn concurrent_user_thefts<S: FullStore>(s: &Arc<S>) {
     let n = 8u8;
     for i in 0..n {
         s.create_session(new_session(&format!("t{i}"), "victim", i, T0 + HOUR))
@@ -582,7 +589,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let db = TestSqlite::new();
-                    let s = sqlite_store(&db).await;
+                    let s = Arc::new(sqlite_store(&db).await);
                     super::$name(&s).await;
                 }
             )*
@@ -593,7 +600,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let db = TestMysql::new();
-                    let s = mysql_store(&db, 10).await;
+                    let s = Arc::new(mysql_store(&db, 10).await);
                     super::$name(&s).await;
                     s.close().await;
                 }
@@ -612,19 +619,10 @@ conformance!(
     updates,
     purge,
     keys,
+    concurrent_user_thefts,
+    fifty_concurrent_refreshes_of_one_token,
+    concurrent_many_sessions,
 );
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_concurrent_user_thefts() {
-    let db = TestSqlite::new();
-    concurrent_user_thefts(Arc::new(sqlite_store(&db).await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_concurrent_user_thefts() {
-    let db = TestMysql::new();
-    concurrent_user_thefts(Arc::new(mysql_store(&db, 10).await)).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_job_lock_with_one_connection_does_not_deadlock() {
@@ -644,33 +642,10 @@ async fn mysql_job_lock_with_one_connection_does_not_deadlock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_50_concurrent_refreshes_of_one_token() {
-    let db = TestSqlite::new();
-    concurrent_same_token(Arc::new(sqlite_store(&db).await), 50).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_50_concurrent_refreshes_of_one_token() {
     let db = TestMysql::new();
-    concurrent_same_token(Arc::new(mysql_store(&db, 60).await), 50).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_50_concurrent_refreshes_of_one_token_with_10_connections() {
-    let db = TestMysql::new();
-    concurrent_same_token(Arc::new(mysql_store(&db, 10).await), 50).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_200_concurrent_refreshes_of_200_sessions() {
-    let db = TestSqlite::new();
-    concurrent_many_sessions(Arc::new(sqlite_store(&db).await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_200_concurrent_refreshes_of_200_sessions_with_10_connections() {
-    let db = TestMysql::new();
-    concurrent_many_sessions(Arc::new(mysql_store(&db, 10).await)).await;
+    // A pool larger than the concurrency (the suite's MySQL pool has 10 connections).
+    concurrent_same_token(&Arc::new(mysql_store(&db, 60).await), 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

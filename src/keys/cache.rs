@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use crate::clock::{Clock, Millis};
 use crate::config::{SigningAlgorithm, TokensConfig};
 use crate::keys::ring::{new_refresh_key, KeyError, KeyRing};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{KeyStore, StoreError};
 
 /// Minimum time between two reloads triggered by unknown `kid`s, so forged tokens cannot
 /// turn into a query per request.
@@ -95,7 +95,7 @@ pub struct KeyCache<S> {
     last_unknown_kid_reload: AtomicI64,
 }
 
-impl<S: SessionStore> KeyCache<S> {
+impl<S: KeyStore> KeyCache<S> {
     /// A cache without I/O: loaded at once for a static secret, empty for keys that live in
     /// the store (see [`KeyCache::initialise`]).
     pub fn new(store: Arc<S>, policy: KeyPolicy, clock: Clock) -> Result<Self, KeyCacheError> {

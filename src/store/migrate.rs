@@ -2,10 +2,14 @@
 //!
 //! Each file is applied once, in version order, and recorded in `sessiongate_migrations`.
 //! Table names from config replace `{{refresh_tokens}}` / `{{signing_key}}` (names are checked
-//! by [`super::checked_tables`] first). The stores run the statements; this module only lists
-//! and renders them.
+//! by [`super::checked_tables`] first). The stores run the statements; this module lists and
+//! renders them and picks the pending ones, so both stores share one loop: read the applied
+//! versions, run each pending migration's statements, record it.
 
+use crate::clock::Millis;
 use crate::config::TableNames;
+
+use super::StoreError;
 
 /// One migration.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +50,25 @@ impl Migration {
     }
 }
 
+/// The migrations of `set` whose version is not in `applied`, in version order.
+pub fn pending<'a>(set: &'a [Migration], applied: &[u32]) -> Vec<&'a Migration> {
+    set.iter()
+        .filter(|m| !applied.contains(&m.version))
+        .collect()
+}
+
+impl Migration {
+    /// A statement of this migration failed.
+    pub fn failed(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Migration(format!("{} ({}): {e}", self.version, self.name))
+    }
+
+    /// The parameters of [`super::sql::MIGRATION_RECORD`]: version, name, applied at.
+    pub fn record(&self, now: Millis) -> (u32, &'static str, Millis) {
+        (self.version, self.name, now)
+    }
+}
+
 /// The table that records applied migrations (same DDL for both dialects).
 pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS sessiongate_migrations (\
      version INTEGER NOT NULL PRIMARY KEY, name VARCHAR(128) NOT NULL, applied_at_ms BIGINT NOT NULL)";
@@ -67,6 +90,8 @@ mod tests {
             assert!(stmts.iter().all(|s| !s.contains("{{")));
             assert!(stmts.iter().any(|s| s.contains("sess_y")));
             assert!(stmts.iter().any(|s| s.contains("keys_x")));
+            assert_eq!(pending(set, &[]).len(), set.len());
+            assert!(pending(set, &[1]).iter().all(|m| m.version != 1));
         }
     }
 }

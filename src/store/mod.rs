@@ -1,22 +1,33 @@
-//! Session storage: the [`SessionStore`] trait and its two implementations, MySQL
-//! (`mysql.rs`, mysql_async) and SQLite (`sqlite.rs`, rusqlite bundled), plus migrations
-//! (`migrate.rs`, SQL files under `migrations/`).
+//! Session storage: the store traits, split by use ([`SessionStore`], [`KeyStore`],
+//! [`RevocationFeed`], [`Maintenance`]; [`FullStore`] names all four) and declared once in
+//! `store_operations!`, which also generates [`AnyStore`] (the configured backend, pure
+//! delegation) and [`Guarded`] (`guarded.rs`: the one decorator, time limit and metrics). The
+//! two backends are MySQL (`mysql.rs`, mysql_async) and SQLite (`sqlite.rs`, rusqlite bundled);
+//! `sql.rs` builds their SQL text once from the table names, `migrate.rs` lists the migrations
+//! (SQL files under `migrations/`).
 //!
 //! All SQL in the project lives under this module and nowhere else. The rotation decision is
-//! not made here: a refresh locks the row, asks [`crate::session::rotation::decide`], and applies
-//! the answer in the same transaction. No operation holds one pooled connection while waiting
-//! for another.
+//! not made here: a refresh locks the row, asks the pure [`plan_refresh`] (built on
+//! [`crate::session::rotation::decide`]) what to write, and writes exactly that in the same
+//! transaction, so both backends apply every rule, theft included, the same way. No operation
+//! holds one pooled connection while waiting for another.
 
 use std::future::Future;
 
 use crate::clock::Millis;
 use crate::config::{StoreConfig, StoreUrl, TableNames, TheftAction};
-use crate::session::rotation::{Decision, Presented, RotationPolicy, TokenHash};
+use crate::session::rotation::{
+    decide, Decision, Presented, RotationPolicy, RotationState, TokenHash, UnauthorisedReason,
+};
 
-pub mod metered;
+pub mod guarded;
 pub mod migrate;
 pub mod mysql;
+mod sql;
 pub mod sqlite;
+
+use guarded::Limit;
+pub use guarded::{Guarded, OPERATION_TIMEOUT};
 
 /// A failure of the store itself (unreachable, timed out, bad SQL). Business outcomes such as
 /// "no such session" are values, not errors.
@@ -166,116 +177,128 @@ pub struct Revocation {
     pub revoked_at: Millis,
 }
 
-/// The operations every store offers; both implementations pass `tests/store_conformance.rs`.
-///
-/// Expiry is checked on every read: an expired session is reported as absent even before the
-/// purge job deletes it.
-pub trait SessionStore: Send + Sync + 'static {
-    /// Applies pending migrations in order; returns how many were applied.
-    fn migrate(&self) -> impl Future<Output = StoreResult<usize>> + Send;
-    /// A cheap round trip, for readiness.
-    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
-
-    fn create_session(&self, new: NewSession) -> impl Future<Output = StoreResult<()>> + Send;
-    /// The live session with this handle (absent if unknown or expired at `now`).
-    fn session(
-        &self,
-        handle: &str,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<Option<SessionRecord>>> + Send;
-    /// Locks the row, decides with [`crate::session::rotation::decide`], applies the decision.
-    fn refresh(
-        &self,
-        req: RefreshRequest,
-    ) -> impl Future<Output = StoreResult<RefreshOutcome>> + Send;
-    /// Live session handles of a user, oldest first.
-    fn user_sessions(
-        &self,
-        user_id: &str,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
-    /// Deletes the session and records it in the revocation feed; false if it did not exist.
-    fn revoke_session(
-        &self,
-        handle: &str,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Deletes all of a user's sessions in one statement; returns how many.
-    fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
-    /// Replaces the session data of a live session; false if there is none.
-    fn update_session_data(
-        &self,
-        handle: &str,
-        data: serde_json::Value,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Replaces the JWT payload of a live session; false if there is none.
-    fn update_jwt_payload(
-        &self,
-        handle: &str,
-        payload: serde_json::Value,
-        now: Millis,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Deletes at most `batch` sessions expired at `now`, and revocation-feed entries older
-    /// than `feed_before`; returns the number of sessions deleted.
-    fn purge_expired(
-        &self,
-        now: Millis,
-        feed_before: Millis,
-        batch: u32,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
-
-    /// All keys of the ring, any purpose, in `seq` order.
-    fn keys(&self) -> impl Future<Output = StoreResult<Vec<StoredKey>>> + Send;
-    /// Inserts the key unless its `kid` exists; true if this call inserted it.
-    fn insert_key(&self, key: StoredKey) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Deletes access keys created before `before`, never the newest access key.
-    fn delete_access_keys_before(
-        &self,
-        before: Millis,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
-
-    /// Revocations after feed position `after`, in order, at most `limit`.
-    fn revocations_since(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<Revocation>>> + Send;
-    /// The newest feed position (0 when empty), so a new instance starts at the head.
-    fn revocation_head(&self) -> impl Future<Output = StoreResult<u64>> + Send;
-
-    /// Runs `f` only if this instance wins the named cluster-wide lock (MySQL `GET_LOCK`; a
-    /// no-op lock on SQLite); returns None when another instance holds it.
-    fn with_job_lock<T: Send>(
-        &self,
-        name: &str,
-        f: impl Future<Output = StoreResult<T>> + Send,
-    ) -> impl Future<Output = StoreResult<Option<T>>> + Send;
-}
-
-/// The JSON columns of the sessions table that can be replaced.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum JsonColumn {
-    SessionData,
-    JwtPayload,
-}
-
-impl JsonColumn {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            JsonColumn::SessionData => "session_data",
-            JsonColumn::JwtPayload => "jwt_payload",
+/// Declares the store traits from one list of operations and generates, from the same list,
+/// the two implementations every operation needs besides the backends': [`AnyStore`]'s
+/// delegation to the configured backend, and [`Guarded`]'s time limit and metrics. Each entry
+/// ends with its metric label (`sessiongate_store_queries_total{op}`) and its [`Limit`]. A new
+/// operation is one entry here plus its MySQL and SQLite bodies.
+macro_rules! store_operations {
+    ($(
+        $(#[$trait_doc:meta])*
+        pub trait $trait:ident {
+            $(
+                $(#[$doc:meta])*
+                fn $op:ident $(<$g:ident: $gb:ident>)? (&self $(, $arg:ident: $ty:ty)* $(,)?)
+                    -> $ok:ty => $label:literal, $limit:ident;
+            )*
         }
+    )*) => {$(
+        $(#[$trait_doc])*
+        pub trait $trait: Send + Sync + 'static {
+            $(
+                $(#[$doc])*
+                fn $op $(<$g: $gb>)? (&self $(, $arg: $ty)*)
+                    -> impl Future<Output = StoreResult<$ok>> + Send;
+            )*
+        }
+
+        impl $trait for AnyStore {
+            $(
+                async fn $op $(<$g: $gb>)? (&self $(, $arg: $ty)*) -> StoreResult<$ok> {
+                    match self {
+                        AnyStore::Mysql(s) => s.$op($($arg),*).await,
+                        AnyStore::Sqlite(s) => s.$op($($arg),*).await,
+                    }
+                }
+            )*
+        }
+
+        impl<S: $trait> $trait for Guarded<S> {
+            $(
+                async fn $op $(<$g: $gb>)? (&self $(, $arg: $ty)*) -> StoreResult<$ok> {
+                    self.guard($label, Limit::$limit, self.inner().$op($($arg),*)).await
+                }
+            )*
+        }
+    )*};
+}
+
+store_operations! {
+    /// Session rows: what [`crate::sessions::Sessions`] needs. Expiry is checked on every
+    /// read: an expired session is reported as absent even before the purge job deletes it.
+    pub trait SessionStore {
+        fn create_session(&self, new: NewSession) -> () => "create_session", Limited;
+        /// The live session with this handle (absent if unknown or expired at `now`).
+        fn session(&self, handle: &str, now: Millis) -> Option<SessionRecord>
+            => "session", Limited;
+        /// Locks the row, plans with [`plan_refresh`] (which asks
+        /// [`crate::session::rotation::decide`]) and writes the plan, in one transaction.
+        fn refresh(&self, req: RefreshRequest) -> RefreshOutcome => "refresh", Limited;
+        /// Live session handles of a user, oldest first.
+        fn user_sessions(&self, user_id: &str, now: Millis) -> Vec<String>
+            => "user_sessions", Limited;
+        /// Deletes the session and records it in the revocation feed; false if it did not
+        /// exist.
+        fn revoke_session(&self, handle: &str, now: Millis) -> bool
+            => "revoke_session", Limited;
+        /// Deletes all of a user's sessions in one statement (and feeds them); returns how
+        /// many.
+        fn revoke_user_sessions(&self, user_id: &str, now: Millis) -> u64
+            => "revoke_user_sessions", Limited;
+        /// Replaces the session data of a live session; false if there is none.
+        fn update_session_data(&self, handle: &str, data: serde_json::Value, now: Millis)
+            -> bool => "update_session_data", Limited;
+        /// Replaces the JWT payload of a live session; false if there is none.
+        fn update_jwt_payload(&self, handle: &str, payload: serde_json::Value, now: Millis)
+            -> bool => "update_jwt_payload", Limited;
+    }
+
+    /// The signing-key table: what [`crate::keys::KeyCache`] needs.
+    pub trait KeyStore {
+        /// All keys of the ring, any purpose, in `seq` order.
+        fn keys(&self) -> Vec<StoredKey> => "keys", Limited;
+        /// Inserts the key unless its `kid` exists; true if this call inserted it.
+        fn insert_key(&self, key: StoredKey) -> bool => "insert_key", Limited;
+        /// Deletes access keys created before `before`, never the newest access key.
+        fn delete_access_keys_before(&self, before: Millis) -> u64
+            => "delete_access_keys", Limited;
+    }
+
+    /// The revocation feed that blacklisting instances poll: what
+    /// [`crate::blacklist::Blacklist`] needs.
+    pub trait RevocationFeed {
+        /// Revocations after feed position `after`, in order, at most `limit`.
+        fn revocations_since(&self, after: u64, limit: u32) -> Vec<Revocation>
+            => "revocations_since", Limited;
+        /// The newest feed position (0 when empty), so a new instance starts at the head.
+        fn revocation_head(&self) -> u64 => "revocation_head", Limited;
+    }
+
+    /// Schema, readiness and the jobs.
+    pub trait Maintenance {
+        /// Applies pending migrations in order; returns how many were applied.
+        fn migrate(&self) -> usize => "migrate", Unlimited;
+        /// A cheap round trip, for readiness.
+        fn ping(&self) -> () => "ping", Limited;
+        /// Deletes at most `batch` sessions expired at `now`, and revocation-feed entries
+        /// older than `feed_before`; returns the number of sessions deleted.
+        fn purge_expired(&self, now: Millis, feed_before: Millis, batch: u32) -> u64
+            => "purge_expired", Limited;
+        /// Runs `f` only if this instance wins the named cluster-wide lock (MySQL
+        /// `GET_LOCK`; a no-op lock on SQLite); returns None when another instance holds it.
+        fn with_job_lock<T: Send>(
+            &self,
+            name: &str,
+            f: impl Future<Output = StoreResult<T>> + Send,
+        ) -> Option<T> => "job_lock", Unlimited;
     }
 }
 
-/// The session columns, in the order [`RawSession`] lists them (same in both schemas).
-pub(crate) const SESSION_COLS: &str = "session_handle, user_id, generation, current_hash, \
-     previous_hash, rotated_at_ms, session_data, jwt_payload, created_at_ms, expires_at_ms";
+/// Every operation, for the wiring and the conformance suite; both backends, [`AnyStore`] and
+/// [`Guarded`] have it. Parts of the gateway take only the trait they use.
+pub trait FullStore: SessionStore + KeyStore + RevocationFeed + Maintenance {}
+
+impl<S: SessionStore + KeyStore + RevocationFeed + Maintenance> FullStore for S {}
 
 /// A session row as read by either store, before its values are checked: handle, user id,
 /// generation, current hash, previous hash, rotated at, session data, JWT payload, created at,
@@ -318,7 +341,8 @@ pub(crate) fn session_record(raw: RawSession) -> StoreResult<SessionRecord> {
     })
 }
 
-/// The store chosen by `store.url`.
+/// The store chosen by `store.url`: delegates every operation to its backend and adds nothing
+/// (the time limit and metrics are [`Guarded`]'s).
 pub enum AnyStore {
     Mysql(mysql::MysqlStore),
     Sqlite(sqlite::SqliteStore),
@@ -375,120 +399,104 @@ pub fn checked_tables(t: &TableNames) -> StoreResult<TableNames> {
     }
 }
 
-/// Longest time one store operation may take before it is reported as unavailable, so a
-/// database that accepts connections but stops answering cannot hang requests.
-pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-macro_rules! delegate {
-    ($self:ident, $s:ident => $e:expr) => {
-        match tokio::time::timeout(OPERATION_TIMEOUT, async {
-            match $self {
-                AnyStore::Mysql($s) => $e,
-                AnyStore::Sqlite($s) => $e,
-            }
-        })
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "store operation took longer than {} s",
-                OPERATION_TIMEOUT.as_secs()
-            ))),
-        }
-    };
+/// A change to the sessions table and the revocation feed, applied by a backend inside one
+/// transaction: what each refresh rule writes ([`RefreshPlan`]), and what the revocations
+/// write, so theft and revocation share one effect.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionWrite {
+    /// Rules 2, 4 and 5 (grace replay, refusals): nothing.
+    Nothing,
+    /// Rule 1: store the rotated row (generation, hashes, rotated at, expiry).
+    UpdateRow(SessionRecord),
+    /// Rule 3 with `theft_action = revoke_session`: delete this session and feed it.
+    RevokeSession(String),
+    /// Rule 3 with `revoke_all_user_sessions`: delete every session of this user and feed
+    /// them.
+    RevokeUserSessions(String),
 }
 
-/// Delegation without the timeout, for operations that may legitimately run long
-/// (migrations, job bodies under a lock).
-macro_rules! delegate_untimed {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Mysql($s) => $e,
-            AnyStore::Sqlite($s) => $e,
-        }
-    };
+/// A refresh decided on the locked row: what to write, and the answer once it is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshPlan {
+    pub write: SessionWrite,
+    /// For theft, `revoked` is filled in by [`RefreshPlan::outcome`].
+    answer: RefreshOutcome,
 }
 
-impl SessionStore for AnyStore {
-    async fn migrate(&self) -> StoreResult<usize> {
-        delegate_untimed!(self, s => s.migrate().await)
+impl RefreshPlan {
+    /// The refresh's outcome, given how many sessions the write revoked (only theft uses it).
+    pub fn outcome(self, revoked: u64) -> RefreshOutcome {
+        match self.answer {
+            RefreshOutcome::Theft {
+                handle, user_id, ..
+            } => RefreshOutcome::Theft {
+                handle,
+                user_id,
+                revoked,
+            },
+            answer => answer,
+        }
     }
-    async fn ping(&self) -> StoreResult<()> {
-        delegate!(self, s => s.ping().await)
+}
+
+impl SessionRecord {
+    /// What the rotation rules look at.
+    fn rotation_state(&self) -> RotationState {
+        RotationState {
+            generation: self.generation,
+            current_hash: self.current_hash,
+            previous_hash: self.previous_hash,
+            rotated_at: self.rotated_at,
+            expires_at: self.expires_at,
+        }
     }
-    async fn create_session(&self, new: NewSession) -> StoreResult<()> {
-        delegate!(self, s => s.create_session(new).await)
-    }
-    async fn session(&self, handle: &str, now: Millis) -> StoreResult<Option<SessionRecord>> {
-        delegate!(self, s => s.session(handle, now).await)
-    }
-    async fn refresh(&self, req: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        delegate!(self, s => s.refresh(req).await)
-    }
-    async fn user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<Vec<String>> {
-        delegate!(self, s => s.user_sessions(user_id, now).await)
-    }
-    async fn revoke_session(&self, handle: &str, now: Millis) -> StoreResult<bool> {
-        delegate!(self, s => s.revoke_session(handle, now).await)
-    }
-    async fn revoke_user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<u64> {
-        delegate!(self, s => s.revoke_user_sessions(user_id, now).await)
-    }
-    async fn update_session_data(
-        &self,
-        handle: &str,
-        data: serde_json::Value,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        delegate!(self, s => s.update_session_data(handle, data, now).await)
-    }
-    async fn update_jwt_payload(
-        &self,
-        handle: &str,
-        payload: serde_json::Value,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        delegate!(self, s => s.update_jwt_payload(handle, payload, now).await)
-    }
-    async fn purge_expired(
-        &self,
-        now: Millis,
-        feed_before: Millis,
-        batch: u32,
-    ) -> StoreResult<u64> {
-        delegate!(self, s => s.purge_expired(now, feed_before, batch).await)
-    }
-    async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
-        delegate!(self, s => s.keys().await)
-    }
-    async fn insert_key(&self, key: StoredKey) -> StoreResult<bool> {
-        delegate!(self, s => s.insert_key(key).await)
-    }
-    async fn delete_access_keys_before(&self, before: Millis) -> StoreResult<u64> {
-        delegate!(self, s => s.delete_access_keys_before(before).await)
-    }
-    async fn revocations_since(&self, after: u64, limit: u32) -> StoreResult<Vec<Revocation>> {
-        delegate!(self, s => s.revocations_since(after, limit).await)
-    }
-    async fn revocation_head(&self) -> StoreResult<u64> {
-        delegate!(self, s => s.revocation_head().await)
-    }
-    async fn with_job_lock<T: Send>(
-        &self,
-        name: &str,
-        f: impl Future<Output = StoreResult<T>> + Send,
-    ) -> StoreResult<Option<T>> {
-        delegate_untimed!(self, s => s.with_job_lock(name, f).await)
-    }
+}
+
+/// Plans a refresh from the row read under lock (`None`: no such session): asks
+/// [`decide`] and says what the decision writes. Pure; the backends call it inside their
+/// row-locked transaction and execute the plan there, so the decision is made once, on the row
+/// as locked, and each rule has one effect in both backends.
+pub fn plan_refresh(row: Option<SessionRecord>, req: &RefreshRequest) -> RefreshPlan {
+    let state = row.as_ref().map(SessionRecord::rotation_state);
+    let decision = decide(state.as_ref(), &req.presented, req.now, req.policy);
+    let (write, answer) = match (decision, row) {
+        (Decision::Rotate { .. }, Some(row)) => {
+            let new = rotated_record(&row, req, decision);
+            (
+                SessionWrite::UpdateRow(new.clone()),
+                RefreshOutcome::Rotated(new),
+            )
+        }
+        (Decision::GraceReplay, Some(row)) => {
+            (SessionWrite::Nothing, RefreshOutcome::GraceReplay(row))
+        }
+        (Decision::Theft, Some(row)) => (
+            match req.theft_action {
+                TheftAction::RevokeSession => SessionWrite::RevokeSession(row.handle.clone()),
+                TheftAction::RevokeAllUserSessions => {
+                    SessionWrite::RevokeUserSessions(row.user_id.clone())
+                }
+            },
+            RefreshOutcome::Theft {
+                handle: row.handle,
+                user_id: row.user_id,
+                revoked: 0,
+            },
+        ),
+        (Decision::Unauthorised(reason), _) => {
+            (SessionWrite::Nothing, RefreshOutcome::Unauthorised(reason))
+        }
+        (_, None) => (
+            SessionWrite::Nothing,
+            RefreshOutcome::Unauthorised(UnauthorisedReason::UnknownSession),
+        ),
+    };
+    RefreshPlan { write, answer }
 }
 
 /// Applies a rotation decision to a locked row: the new row for `Rotate`, the same row for
-/// `GraceReplay`. Shared by both stores so the effect of each rule is written once.
-pub fn rotated_record(
-    row: &SessionRecord,
-    req: &RefreshRequest,
-    decision: Decision,
-) -> SessionRecord {
+/// `GraceReplay`.
+fn rotated_record(row: &SessionRecord, req: &RefreshRequest, decision: Decision) -> SessionRecord {
     match decision {
         Decision::Rotate {
             new_generation,
@@ -502,5 +510,153 @@ pub fn rotated_record(
             ..row.clone()
         },
         _ => row.clone(),
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    const NOW: Millis = 1_700_000_000_000;
+    const POLICY: RotationPolicy = RotationPolicy {
+        grace_ms: 30_000,
+        validity_ms: 3_600_000,
+    };
+
+    fn hash(generation: u8) -> TokenHash {
+        [generation; 32]
+    }
+
+    /// Generation 3, rotated 10 s ago, live for another hour.
+    fn row() -> SessionRecord {
+        SessionRecord {
+            handle: "h1".into(),
+            user_id: "alice".into(),
+            generation: 3,
+            current_hash: hash(3),
+            previous_hash: Some(hash(2)),
+            rotated_at: NOW - 10_000,
+            session_data: serde_json::json!({"n": 1}),
+            jwt_payload: serde_json::json!({}),
+            created_at: NOW - 100_000,
+            expires_at: NOW + 3_600_000,
+        }
+    }
+
+    fn req(generation: u8, now: Millis, theft_action: TheftAction) -> RefreshRequest {
+        RefreshRequest {
+            handle: "h1".into(),
+            presented: Presented {
+                generation: generation.into(),
+                hash: hash(generation),
+            },
+            child_hash: hash(generation + 1),
+            now,
+            policy: POLICY,
+            theft_action,
+        }
+    }
+
+    /// The plan for presenting `generation` at `now`, with the outcome for `revoked` sessions.
+    fn check(
+        row: Option<SessionRecord>,
+        req: RefreshRequest,
+        revoked: u64,
+        write: SessionWrite,
+        outcome: RefreshOutcome,
+    ) {
+        let plan = plan_refresh(row, &req);
+        assert_eq!(plan.write, write, "{req:?}");
+        assert_eq!(plan.outcome(revoked), outcome, "{req:?}");
+    }
+
+    #[test]
+    fn rule_1_the_current_token_rotates_the_row() {
+        let rotated = SessionRecord {
+            generation: 4,
+            current_hash: hash(4),
+            previous_hash: Some(hash(3)),
+            rotated_at: NOW,
+            expires_at: NOW + POLICY.validity_ms,
+            ..row()
+        };
+        check(
+            Some(row()),
+            req(3, NOW, TheftAction::RevokeSession),
+            0,
+            SessionWrite::UpdateRow(rotated.clone()),
+            RefreshOutcome::Rotated(rotated),
+        );
+    }
+
+    #[test]
+    fn rule_2_the_previous_token_in_the_grace_window_writes_nothing() {
+        check(
+            Some(row()),
+            req(2, NOW + 20_000, TheftAction::RevokeAllUserSessions),
+            0,
+            SessionWrite::Nothing,
+            RefreshOutcome::GraceReplay(row()),
+        );
+    }
+
+    #[test]
+    fn rule_3_theft_revokes_what_the_theft_action_says() {
+        let theft = |revoked| RefreshOutcome::Theft {
+            handle: "h1".into(),
+            user_id: "alice".into(),
+            revoked,
+        };
+        // The previous token after the grace window.
+        check(
+            Some(row()),
+            req(2, NOW + 20_001, TheftAction::RevokeSession),
+            1,
+            SessionWrite::RevokeSession("h1".into()),
+            theft(1),
+        );
+        // An older genuine token, inside the grace window or not.
+        check(
+            Some(row()),
+            req(1, NOW, TheftAction::RevokeAllUserSessions),
+            5,
+            SessionWrite::RevokeUserSessions("alice".into()),
+            theft(5),
+        );
+    }
+
+    #[test]
+    fn rules_4_and_5_refuse_and_write_nothing() {
+        let refused = |reason| RefreshOutcome::Unauthorised(reason);
+        // A generation the session never issued.
+        check(
+            Some(row()),
+            req(7, NOW, TheftAction::RevokeAllUserSessions),
+            0,
+            SessionWrite::Nothing,
+            refused(UnauthorisedReason::UnknownToken),
+        );
+        // No such session.
+        check(
+            None,
+            req(3, NOW, TheftAction::RevokeAllUserSessions),
+            0,
+            SessionWrite::Nothing,
+            refused(UnauthorisedReason::UnknownSession),
+        );
+        // Expired, even with the current token, and even with a stolen one.
+        for generation in [3, 1] {
+            check(
+                Some(row()),
+                req(
+                    generation,
+                    NOW + 3_600_000,
+                    TheftAction::RevokeAllUserSessions,
+                ),
+                0,
+                SessionWrite::Nothing,
+                refused(UnauthorisedReason::Expired),
+            );
+        }
     }
 }

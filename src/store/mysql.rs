@@ -17,12 +17,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, TxOpts};
+use mysql_async::{
+    Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, Transaction, TxOpts,
+};
 
-use super::migrate;
+use super::sql::{self, Dialect, Queries};
 use super::*;
-use crate::config::TableNames;
-use crate::session::rotation::{decide, RotationState, UnauthorisedReason};
+use crate::clock::Clock;
 
 /// Longest wait for a pooled connection (including connecting).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,13 +35,17 @@ pub struct MysqlStore {
     pool: Pool,
     /// For the job lock's connection, which lives outside the pool.
     opts: Opts,
+    /// For the migrations.
     t: TableNames,
+    q: Box<Queries>,
     /// `GET_LOCK` names are server-wide; they are prefixed with the database name so
     /// gateways on other databases of the same server do not exclude each other.
     lock_prefix: String,
 }
 
-fn err(e: mysql_async::Error) -> StoreError {
+/// Lock wait timeout (1205) and deadlock (1213) are conflicts the store retries; lost or
+/// refused connections are unavailability; the rest are query errors.
+fn mysql_err(e: mysql_async::Error) -> StoreError {
     match e {
         mysql_async::Error::Server(ref s) if matches!(s.code, 1205 | 1213) => {
             StoreError::Conflict(e.to_string())
@@ -48,9 +53,7 @@ fn err(e: mysql_async::Error) -> StoreError {
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
             StoreError::Unavailable(e.to_string())
         }
-        mysql_async::Error::Server(ref s)
-            if matches!(s.code, 1040 | 1053 | 1205 | 1213 | 2006 | 2013) =>
-        {
+        mysql_async::Error::Server(ref s) if matches!(s.code, 1040 | 1053 | 2006 | 2013) => {
             StoreError::Unavailable(e.to_string())
         }
         other => StoreError::Query(other.to_string()),
@@ -75,7 +78,7 @@ pub async fn create_database(url: &str) -> StoreResult<String> {
     }
     let opts: Opts = OptsBuilder::from_opts(opts).db_name(None::<String>).into();
     let mut conn = match tokio::time::timeout(ACQUIRE_TIMEOUT, Conn::new(opts)).await {
-        Ok(c) => c.map_err(err)?,
+        Ok(c) => c.map_err(mysql_err)?,
         Err(_) => {
             return Err(StoreError::Unavailable(format!(
                 "no MySQL connection within {} s",
@@ -86,7 +89,7 @@ pub async fn create_database(url: &str) -> StoreResult<String> {
     let created = conn
         .query_drop(format!("CREATE DATABASE IF NOT EXISTS `{name}`"))
         .await
-        .map_err(err);
+        .map_err(mysql_err);
     let _ = conn.disconnect().await;
     created.map(|()| name)
 }
@@ -223,6 +226,7 @@ impl MysqlStore {
         Ok(Self {
             pool: Pool::new(opts.clone()),
             opts,
+            q: Box::new(Queries::new(Dialect::Mysql, &t)),
             t,
             lock_prefix,
         })
@@ -287,79 +291,11 @@ impl MysqlStore {
     }
 }
 
-async fn feed<Q: Queryable>(c: &mut Q, handles: &[String], now: Millis) -> StoreResult<()> {
-    if handles.is_empty() {
-        return Ok(());
-    }
-    c.exec_batch(
-        "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) VALUES (?, ?)",
-        handles.iter().map(|h| (h.as_str(), now)),
-    )
-    .await
-    .map_err(err)
-}
-
 impl SessionStore for MysqlStore {
-    async fn migrate(&self) -> StoreResult<usize> {
-        let mut c = self.conn().await?;
-        let lock = self.lock_name("sessiongate_migrate");
-        let got: Option<Option<i64>> = c
-            .exec_first("SELECT GET_LOCK(?, 30)", (lock.as_str(),))
-            .await
-            .map_err(err)?;
-        if got.flatten() != Some(1) {
-            return Err(StoreError::Migration(
-                "another instance held the migration lock for 30 s".into(),
-            ));
-        }
-        let result = async {
-            c.query_drop(migrate::MIGRATIONS_TABLE_DDL).await.map_err(err)?;
-            let mut applied = 0;
-            for m in migrate::MYSQL {
-                let done: Option<u32> = c
-                    .exec_first(
-                        "SELECT version FROM sessiongate_migrations WHERE version = ?",
-                        (m.version,),
-                    )
-                    .await
-                    .map_err(err)?;
-                if done.is_some() {
-                    continue;
-                }
-                // MySQL DDL commits implicitly; each statement is idempotent (IF NOT EXISTS)
-                // so a migration interrupted half-way can simply run again.
-                for stmt in m.statements(&self.t) {
-                    c.query_drop(&stmt).await.map_err(|e| {
-                        StoreError::Migration(format!("{} ({}): {e}", m.version, m.name))
-                    })?;
-                }
-                c.exec_drop(
-                    "INSERT INTO sessiongate_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)",
-                    (m.version, m.name, crate::clock::Clock::system().now_ms()),
-                )
-                .await
-                .map_err(err)?;
-                applied += 1;
-            }
-            Ok(applied)
-        }
-        .await;
-        let _ = c.exec_drop("DO RELEASE_LOCK(?)", (lock.as_str(),)).await;
-        result
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        let mut c = self.conn().await?;
-        c.ping().await.map_err(err)
-    }
-
     async fn create_session(&self, new: NewSession) -> StoreResult<()> {
         let mut c = self.conn().await?;
         c.exec_drop(
-            format!(
-                "INSERT INTO `{}` ({SESSION_COLS}) VALUES (?, ?, 0, ?, NULL, ?, ?, ?, ?, ?)",
-                self.t.refresh_tokens
-            ),
+            self.q.insert_session.as_str(),
             (
                 new.handle,
                 new.user_id,
@@ -372,21 +308,15 @@ impl SessionStore for MysqlStore {
             ),
         )
         .await
-        .map_err(err)
+        .map_err(mysql_err)
     }
 
     async fn session(&self, handle: &str, now: Millis) -> StoreResult<Option<SessionRecord>> {
         let mut c = self.conn().await?;
         let row: Option<mysql_async::Row> = c
-            .exec_first(
-                format!(
-                    "SELECT {SESSION_COLS} FROM `{}` WHERE session_handle = ? AND expires_at_ms > ?",
-                    self.t.refresh_tokens
-                ),
-                (handle, now),
-            )
+            .exec_first(self.q.live_session.as_str(), (handle, now))
             .await
-            .map_err(err)?;
+            .map_err(mysql_err)?;
         row.map(|r| row_to_raw(r).and_then(session_record))
             .transpose()
     }
@@ -397,25 +327,20 @@ impl SessionStore for MysqlStore {
 
     async fn user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<Vec<String>> {
         let mut c = self.conn().await?;
-        c.exec(
-            format!(
-                "SELECT session_handle FROM `{}` WHERE user_id = ? AND expires_at_ms > ? \
-                 ORDER BY created_at_ms, session_handle",
-                self.t.refresh_tokens
-            ),
-            (user_id, now),
-        )
-        .await
-        .map_err(err)
+        c.exec(self.q.user_sessions.as_str(), (user_id, now))
+            .await
+            .map_err(mysql_err)
     }
 
     async fn revoke_session(&self, handle: &str, now: Millis) -> StoreResult<bool> {
-        self.retrying(|| self.revoke_session_once(handle, now))
-            .await
+        let write = SessionWrite::RevokeSession(handle.to_string());
+        let revoked = self.retrying(|| self.write_once(&write, now)).await?;
+        Ok(revoked > 0)
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<u64> {
-        self.retrying(|| self.revoke_user_once(user_id, now)).await
+        let write = SessionWrite::RevokeUserSessions(user_id.to_string());
+        self.retrying(|| self.write_once(&write, now)).await
     }
 
     async fn update_session_data(
@@ -424,7 +349,7 @@ impl SessionStore for MysqlStore {
         data: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.update_json(handle, JsonColumn::SessionData, data, now)
+        self.update_json(&self.q.update_session_data, handle, data, now)
             .await
     }
 
@@ -434,45 +359,15 @@ impl SessionStore for MysqlStore {
         payload: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.update_json(handle, JsonColumn::JwtPayload, payload, now)
+        self.update_json(&self.q.update_jwt_payload, handle, payload, now)
             .await
     }
+}
 
-    async fn purge_expired(
-        &self,
-        now: Millis,
-        feed_before: Millis,
-        batch: u32,
-    ) -> StoreResult<u64> {
-        let mut c = self.conn().await?;
-        c.exec_drop(
-            format!(
-                "DELETE FROM `{}` WHERE expires_at_ms <= ? ORDER BY expires_at_ms LIMIT {batch}",
-                self.t.refresh_tokens
-            ),
-            (now,),
-        )
-        .await
-        .map_err(err)?;
-        let n = c.affected_rows();
-        c.exec_drop(
-            "DELETE FROM sessiongate_revocation WHERE revoked_at_ms < ?",
-            (feed_before,),
-        )
-        .await
-        .map_err(err)?;
-        Ok(n)
-    }
-
+impl KeyStore for MysqlStore {
     async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
         let mut c = self.conn().await?;
-        let rows: Vec<KeyRow> = c
-            .query(format!(
-                "SELECT kid, purpose, seq, algorithm, secret, public_key, created_at_ms FROM `{}` ORDER BY seq, kid",
-                self.t.signing_key
-            ))
-            .await
-            .map_err(err)?;
+        let rows: Vec<KeyRow> = c.query(self.q.keys.as_str()).await.map_err(mysql_err)?;
         rows.into_iter()
             .map(
                 |(kid, purpose, seq, algorithm, secret, public, created_at)| {
@@ -495,11 +390,7 @@ impl SessionStore for MysqlStore {
     async fn insert_key(&self, key: StoredKey) -> StoreResult<bool> {
         let mut c = self.conn().await?;
         c.exec_drop(
-            format!(
-                "INSERT IGNORE INTO `{}` (kid, purpose, seq, algorithm, secret, public_key, created_at_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-                self.t.signing_key
-            ),
+            self.q.insert_key.as_str(),
             (
                 key.kid,
                 key.purpose.as_str(),
@@ -511,46 +402,34 @@ impl SessionStore for MysqlStore {
             ),
         )
         .await
-        .map_err(err)?;
+        .map_err(mysql_err)?;
         Ok(c.affected_rows() > 0)
     }
 
     async fn delete_access_keys_before(&self, before: Millis) -> StoreResult<u64> {
         let mut c = self.conn().await?;
+        // Two statements: MySQL cannot DELETE from a table its own subquery reads.
         let newest: Option<Option<u64>> = c
-            .query_first(format!(
-                "SELECT MAX(seq) FROM `{}` WHERE purpose = 'access'",
-                self.t.signing_key
-            ))
+            .query_first(self.q.newest_access_seq.as_str())
             .await
-            .map_err(err)?;
+            .map_err(mysql_err)?;
         let Some(newest) = newest.flatten() else {
             return Ok(0);
         };
-        c.exec_drop(
-            format!(
-                "DELETE FROM `{}` WHERE purpose = 'access' AND created_at_ms < ? AND seq < ?",
-                self.t.signing_key
-            ),
-            (before, newest),
-        )
-        .await
-        .map_err(err)?;
+        c.exec_drop(self.q.delete_access_keys.as_str(), (before, newest))
+            .await
+            .map_err(mysql_err)?;
         Ok(c.affected_rows())
     }
+}
 
+impl RevocationFeed for MysqlStore {
     async fn revocations_since(&self, after: u64, limit: u32) -> StoreResult<Vec<Revocation>> {
         let mut c = self.conn().await?;
         let rows: Vec<(u64, String, i64)> = c
-            .exec(
-                format!(
-                    "SELECT id, session_handle, revoked_at_ms FROM sessiongate_revocation \
-                     WHERE id > ? ORDER BY id LIMIT {limit}"
-                ),
-                (after,),
-            )
+            .exec(sql::FEED_SINCE, (after, limit))
             .await
-            .map_err(err)?;
+            .map_err(mysql_err)?;
         Ok(rows
             .into_iter()
             .map(|(id, handle, revoked_at)| Revocation {
@@ -563,11 +442,67 @@ impl SessionStore for MysqlStore {
 
     async fn revocation_head(&self) -> StoreResult<u64> {
         let mut c = self.conn().await?;
-        let v: Option<Option<u64>> = c
-            .query_first("SELECT MAX(id) FROM sessiongate_revocation")
-            .await
-            .map_err(err)?;
+        let v: Option<Option<u64>> = c.query_first(sql::FEED_HEAD).await.map_err(mysql_err)?;
         Ok(v.flatten().unwrap_or(0))
+    }
+}
+
+impl Maintenance for MysqlStore {
+    async fn migrate(&self) -> StoreResult<usize> {
+        let mut c = self.conn().await?;
+        let lock = self.lock_name("sessiongate_migrate");
+        let got: Option<Option<i64>> = c
+            .exec_first("SELECT GET_LOCK(?, 30)", (lock.as_str(),))
+            .await
+            .map_err(mysql_err)?;
+        if got.flatten() != Some(1) {
+            return Err(StoreError::Migration(
+                "another instance held the migration lock for 30 s".into(),
+            ));
+        }
+        let result = async {
+            c.query_drop(migrate::MIGRATIONS_TABLE_DDL)
+                .await
+                .map_err(mysql_err)?;
+            let applied: Vec<u32> = c.query(sql::MIGRATIONS_APPLIED).await.map_err(mysql_err)?;
+            let pending = migrate::pending(migrate::MYSQL, &applied);
+            for m in &pending {
+                // MySQL DDL commits implicitly; each statement is idempotent (IF NOT EXISTS)
+                // so a migration interrupted half-way can simply run again.
+                for stmt in m.statements(&self.t) {
+                    c.query_drop(&stmt).await.map_err(|e| m.failed(e))?;
+                }
+                c.exec_drop(sql::MIGRATION_RECORD, m.record(Clock::system().now_ms()))
+                    .await
+                    .map_err(mysql_err)?;
+            }
+            Ok(pending.len())
+        }
+        .await;
+        let _ = c.exec_drop("DO RELEASE_LOCK(?)", (lock.as_str(),)).await;
+        result
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        c.ping().await.map_err(mysql_err)
+    }
+
+    async fn purge_expired(
+        &self,
+        now: Millis,
+        feed_before: Millis,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        let mut c = self.conn().await?;
+        c.exec_drop(self.q.purge_sessions.as_str(), (now, batch))
+            .await
+            .map_err(mysql_err)?;
+        let n = c.affected_rows();
+        c.exec_drop(sql::FEED_PURGE, (feed_before,))
+            .await
+            .map_err(mysql_err)?;
+        Ok(n)
     }
 
     async fn with_job_lock<T: Send>(
@@ -582,7 +517,7 @@ impl SessionStore for MysqlStore {
         let mut c = match tokio::time::timeout(ACQUIRE_TIMEOUT, Conn::new(self.opts.clone())).await
         {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(err(e)),
+            Ok(Err(e)) => return Err(mysql_err(e)),
             Err(_) => {
                 return Err(StoreError::Unavailable(
                     "no MySQL connection for the job lock".into(),
@@ -592,7 +527,7 @@ impl SessionStore for MysqlStore {
         let got: Option<Option<i64>> = c
             .exec_first("SELECT GET_LOCK(?, 0)", (name.as_str(),))
             .await
-            .map_err(err)?;
+            .map_err(mysql_err)?;
         if got.flatten() != Some(1) {
             let _ = c.disconnect().await;
             return Ok(None);
@@ -605,39 +540,51 @@ impl SessionStore for MysqlStore {
 }
 
 impl MysqlStore {
+    /// One refresh transaction: lock the row, plan, write the plan, commit.
     async fn refresh_once(&self, req: &RefreshRequest) -> StoreResult<RefreshOutcome> {
         let mut c = self.conn().await?;
-        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
-        let row: Option<mysql_async::Row> = tx
-            .exec_first(
-                format!(
-                    "SELECT {SESSION_COLS} FROM `{}` WHERE session_handle = ? FOR UPDATE",
-                    self.t.refresh_tokens
-                ),
-                (req.handle.as_str(),),
-            )
+        let mut tx = c
+            .start_transaction(Self::tx_opts())
             .await
-            .map_err(err)?;
+            .map_err(mysql_err)?;
+        let row: Option<mysql_async::Row> = tx
+            .exec_first(self.q.lock_session.as_str(), (req.handle.as_str(),))
+            .await
+            .map_err(mysql_err)?;
         let row = row
             .map(|r| row_to_raw(r).and_then(session_record))
             .transpose()?;
-        let state = row.as_ref().map(|r| RotationState {
-            generation: r.generation,
-            current_hash: r.current_hash,
-            previous_hash: r.previous_hash,
-            rotated_at: r.rotated_at,
-            expires_at: r.expires_at,
-        });
-        let decision = decide(state.as_ref(), &req.presented, req.now, req.policy);
-        let outcome = match (decision, row) {
-            (Decision::Rotate { .. }, Some(row)) => {
-                let new = rotated_record(&row, req, decision);
+        let plan = plan_refresh(row, req);
+        let revoked = self.write(&mut tx, &plan.write, req.now).await?;
+        tx.commit().await.map_err(mysql_err)?;
+        Ok(plan.outcome(revoked))
+    }
+
+    /// Applies one write in a transaction of its own (the revocations outside a refresh).
+    async fn write_once(&self, write: &SessionWrite, now: Millis) -> StoreResult<u64> {
+        let mut c = self.conn().await?;
+        let mut tx = c
+            .start_transaction(Self::tx_opts())
+            .await
+            .map_err(mysql_err)?;
+        let n = self.write(&mut tx, write, now).await?;
+        tx.commit().await.map_err(mysql_err)?;
+        Ok(n)
+    }
+
+    /// Applies a write inside `tx`; returns how many sessions it revoked. A revoked session is
+    /// deleted and recorded in the feed at `now`; revoking a user's sessions locks them first.
+    async fn write(
+        &self,
+        tx: &mut Transaction<'_>,
+        write: &SessionWrite,
+        now: Millis,
+    ) -> StoreResult<u64> {
+        match write {
+            SessionWrite::Nothing => Ok(0),
+            SessionWrite::UpdateRow(new) => {
                 tx.exec_drop(
-                    format!(
-                        "UPDATE `{}` SET generation = ?, current_hash = ?, previous_hash = ?, \
-                         rotated_at_ms = ?, expires_at_ms = ? WHERE session_handle = ?",
-                        self.t.refresh_tokens
-                    ),
+                    self.q.update_rotation.as_str(),
                     (
                         new.generation,
                         new.current_hash.to_vec(),
@@ -648,137 +595,56 @@ impl MysqlStore {
                     ),
                 )
                 .await
-                .map_err(err)?;
-                RefreshOutcome::Rotated(new)
+                .map_err(mysql_err)?;
+                Ok(0)
             }
-            (Decision::GraceReplay, Some(row)) => RefreshOutcome::GraceReplay(row),
-            (Decision::Theft, Some(row)) => {
-                let revoked = match req.theft_action {
-                    TheftAction::RevokeSession => {
-                        feed(&mut tx, std::slice::from_ref(&row.handle), req.now).await?;
-                        tx.exec_drop(
-                            format!(
-                                "DELETE FROM `{}` WHERE session_handle = ?",
-                                self.t.refresh_tokens
-                            ),
-                            (row.handle.as_str(),),
-                        )
+            SessionWrite::RevokeSession(handle) => {
+                tx.exec_drop(self.q.delete_session.as_str(), (handle,))
+                    .await
+                    .map_err(mysql_err)?;
+                let deleted = tx.affected_rows();
+                if deleted > 0 {
+                    tx.exec_drop(sql::FEED_INSERT, (handle, now))
                         .await
-                        .map_err(err)?;
-                        tx.affected_rows()
-                    }
-                    TheftAction::RevokeAllUserSessions => {
-                        tx.exec_drop(
-                            format!(
-                                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
-                                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
-                                self.t.refresh_tokens
-                            ),
-                            (req.now, row.user_id.as_str()),
-                        )
-                        .await
-                        .map_err(err)?;
-                        tx.exec_drop(
-                            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
-                            (row.user_id.as_str(),),
-                        )
-                        .await
-                        .map_err(err)?;
-                        tx.affected_rows()
-                    }
-                };
-                RefreshOutcome::Theft {
-                    handle: row.handle,
-                    user_id: row.user_id,
-                    revoked,
+                        .map_err(mysql_err)?;
                 }
+                Ok(deleted)
             }
-            (Decision::Unauthorised(r), _) => RefreshOutcome::Unauthorised(r),
-            (_, None) => RefreshOutcome::Unauthorised(UnauthorisedReason::UnknownSession),
-        };
-        tx.commit().await.map_err(err)?;
-        Ok(outcome)
-    }
-
-    async fn revoke_session_once(&self, handle: &str, now: Millis) -> StoreResult<bool> {
-        let mut c = self.conn().await?;
-        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
-        tx.exec_drop(
-            format!(
-                "DELETE FROM `{}` WHERE session_handle = ?",
-                self.t.refresh_tokens
-            ),
-            (handle,),
-        )
-        .await
-        .map_err(err)?;
-        let deleted = tx.affected_rows() > 0;
-        if deleted {
-            feed(&mut tx, &[handle.to_string()], now).await?;
+            SessionWrite::RevokeUserSessions(user_id) => {
+                tx.exec_drop(self.q.feed_user_sessions.as_str(), (now, user_id))
+                    .await
+                    .map_err(mysql_err)?;
+                tx.exec_drop(self.q.delete_user_sessions.as_str(), (user_id,))
+                    .await
+                    .map_err(mysql_err)?;
+                Ok(tx.affected_rows())
+            }
         }
-        tx.commit().await.map_err(err)?;
-        Ok(deleted)
     }
 
-    async fn revoke_user_once(&self, user_id: &str, now: Millis) -> StoreResult<u64> {
-        let mut c = self.conn().await?;
-        let mut tx = c.start_transaction(Self::tx_opts()).await.map_err(err)?;
-        tx.exec_drop(
-            format!(
-                "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
-                 SELECT session_handle, ? FROM `{}` WHERE user_id = ? FOR UPDATE",
-                self.t.refresh_tokens
-            ),
-            (now, user_id),
-        )
-        .await
-        .map_err(err)?;
-        tx.exec_drop(
-            format!("DELETE FROM `{}` WHERE user_id = ?", self.t.refresh_tokens),
-            (user_id,),
-        )
-        .await
-        .map_err(err)?;
-        let n = tx.affected_rows();
-        tx.commit().await.map_err(err)?;
-        Ok(n)
-    }
-
-    /// Replaces one JSON column of a live session; false if there is none.
+    /// Replaces one JSON column of a live session (`update` is that column's statement);
+    /// false if there is none.
     async fn update_json(
         &self,
+        update: &str,
         handle: &str,
-        column: JsonColumn,
         value: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
         let mut c = self.conn().await?;
-        c.exec_drop(
-            format!(
-                "UPDATE `{}` SET {} = ? WHERE session_handle = ? AND expires_at_ms > ?",
-                self.t.refresh_tokens,
-                column.name()
-            ),
-            (value.to_string(), handle, now),
-        )
-        .await
-        .map_err(err)?;
-        Ok(c.affected_rows() > 0 || self.exists(&mut c, handle, now).await?)
-    }
-
-    /// Whether a live row exists (an UPDATE that sets the same value reports 0 affected rows).
-    async fn exists(&self, c: &mut Conn, handle: &str, now: Millis) -> StoreResult<bool> {
-        let v: Option<u8> = c
-            .exec_first(
-                format!(
-                    "SELECT 1 FROM `{}` WHERE session_handle = ? AND expires_at_ms > ?",
-                    self.t.refresh_tokens
-                ),
-                (handle, now),
-            )
+        c.exec_drop(update, (value.to_string(), handle, now))
             .await
-            .map_err(err)?;
-        Ok(v.is_some())
+            .map_err(mysql_err)?;
+        if c.affected_rows() > 0 {
+            return Ok(true);
+        }
+        // An UPDATE that sets the same value reports 0 affected rows: ask whether the row
+        // exists.
+        let live: Option<u8> = c
+            .exec_first(self.q.session_exists.as_str(), (handle, now))
+            .await
+            .map_err(mysql_err)?;
+        Ok(live.is_some())
     }
 }
 

@@ -9,19 +9,22 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::migrate;
+use super::sql::{self, Dialect, Queries};
 use super::*;
-use crate::config::TableNames;
-use crate::session::rotation::{decide, RotationState};
+use crate::clock::Clock;
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// For the migrations.
     t: TableNames,
+    q: Arc<Queries>,
 }
 
-fn q(e: rusqlite::Error) -> StoreError {
+/// Busy and locked databases, and files that cannot be opened or read, are unavailability;
+/// the rest are query errors.
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
             if matches!(
@@ -62,6 +65,11 @@ fn record(raw: Result<RawSession, StoreError>) -> StoreResult<SessionRecord> {
     session_record(raw?)
 }
 
+fn immediate(c: &mut Connection) -> StoreResult<Transaction<'_>> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `None`.
     pub async fn open(path: Option<&Path>, tables: &TableNames) -> StoreResult<Self> {
@@ -79,14 +87,15 @@ impl SqliteStore {
                         StoreError::Unavailable(format!("opening {}: {e}", p.display()))
                     })?
                 }
-                None => Connection::open_in_memory().map_err(q)?,
+                None => Connection::open_in_memory().map_err(sqlite_err)?,
             };
             conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(q)?;
+                .map_err(sqlite_err)?;
             if path.is_some() {
-                conn.pragma_update(None, "journal_mode", "WAL").map_err(q)?;
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(sqlite_err)?;
                 conn.pragma_update(None, "synchronous", "NORMAL")
-                    .map_err(q)?;
+                    .map_err(sqlite_err)?;
             }
             Ok(conn)
         })
@@ -94,141 +103,122 @@ impl SqliteStore {
         .map_err(|e| StoreError::Unavailable(e.to_string()))??;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            q: Arc::new(Queries::new(Dialect::Sqlite, &t)),
             t,
         })
-    }
-
-    /// Replaces one JSON column of a live session; false if there is none.
-    async fn update_json(
-        &self,
-        handle: &str,
-        column: JsonColumn,
-        value: serde_json::Value,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        let handle = handle.to_string();
-        self.run(move |c, t| {
-            let n = c
-                .execute(
-                    &format!(
-                        "UPDATE {} SET {} = ?1 WHERE session_handle = ?2 AND expires_at_ms > ?3",
-                        t.refresh_tokens,
-                        column.name()
-                    ),
-                    params![value.to_string(), handle, now],
-                )
-                .map_err(q)?;
-            Ok(n > 0)
-        })
-        .await
     }
 
     /// Runs `f` on the connection in the blocking pool.
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &TableNames) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Connection, &Queries) -> StoreResult<T> + Send + 'static,
     {
         let conn = self.conn.clone();
-        let t = self.t.clone();
+        let q = self.q.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard, &t)
+            f(&mut guard, &q)
         })
         .await
         .map_err(|e| StoreError::Query(format!("sqlite task failed: {e}")))?
     }
-}
 
-/// Records the handles in the revocation feed.
-fn feed(tx: &rusqlite::Transaction<'_>, handles: &[String], now: Millis) -> StoreResult<()> {
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) VALUES (?1, ?2)",
-        )
-        .map_err(q)?;
-    for h in handles {
-        stmt.execute(params![h, now]).map_err(q)?;
-    }
-    Ok(())
-}
-
-fn user_handles(
-    tx: &rusqlite::Transaction<'_>,
-    t: &TableNames,
-    user_id: &str,
-) -> StoreResult<Vec<String>> {
-    let mut stmt = tx
-        .prepare_cached(&format!(
-            "SELECT session_handle FROM {} WHERE user_id = ?1",
-            t.refresh_tokens
-        ))
-        .map_err(q)?;
-    let rows = stmt
-        .query_map(params![user_id], |r| r.get::<_, String>(0))
-        .map_err(q)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(q)
-}
-
-impl SessionStore for SqliteStore {
-    async fn migrate(&self) -> StoreResult<usize> {
-        self.run(|c, t| {
-            c.execute(migrate::MIGRATIONS_TABLE_DDL, []).map_err(q)?;
-            let mut applied = 0;
-            for m in migrate::SQLITE {
-                let tx = c
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(q)?;
-                let done: Option<i64> = tx
-                    .query_row(
-                        "SELECT version FROM sessiongate_migrations WHERE version = ?1",
-                        params![m.version],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(q)?;
-                if done.is_some() {
-                    continue;
-                }
-                for stmt in m.statements(t) {
-                    tx.execute(&stmt, [])
-                        .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
-                }
-                tx.execute(
-                    "INSERT INTO sessiongate_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-                    params![m.version, m.name, crate::clock::Clock::system().now_ms()],
-                )
-                .map_err(q)?;
-                tx.commit().map_err(q)?;
-                applied += 1;
-            }
-            Ok(applied)
+    /// Applies one write in a transaction of its own (the revocations outside a refresh).
+    async fn write_once(&self, write: SessionWrite, now: Millis) -> StoreResult<u64> {
+        self.run(move |c, q| {
+            let tx = immediate(c)?;
+            let n = write_in(&tx, q, &write, now)?;
+            tx.commit().map_err(sqlite_err)?;
+            Ok(n)
         })
         .await
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        self.run(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(q))
-            .await
+    /// Replaces one JSON column of a live session (`update` picks that column's statement);
+    /// false if there is none.
+    async fn update_json(
+        &self,
+        update: fn(&Queries) -> &str,
+        handle: &str,
+        value: serde_json::Value,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let handle = handle.to_string();
+        self.run(move |c, q| {
+            let n = c
+                .prepare_cached(update(q))
+                .map_err(sqlite_err)?
+                .execute(params![value.to_string(), handle, now])
+                .map_err(sqlite_err)?;
+            Ok(n > 0)
+        })
+        .await
     }
+}
 
+/// Applies a write inside `tx`; returns how many sessions it revoked. A revoked session is
+/// deleted and recorded in the feed at `now`.
+fn write_in(
+    tx: &Transaction<'_>,
+    q: &Queries,
+    write: &SessionWrite,
+    now: Millis,
+) -> StoreResult<u64> {
+    let exec = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> StoreResult<u64> {
+        let n = tx
+            .prepare_cached(sql)
+            .map_err(sqlite_err)?
+            .execute(p)
+            .map_err(sqlite_err)?;
+        Ok(n as u64)
+    };
+    match write {
+        SessionWrite::Nothing => Ok(0),
+        SessionWrite::UpdateRow(new) => {
+            exec(
+                &q.update_rotation,
+                params![
+                    new.generation as i64,
+                    new.current_hash.as_slice(),
+                    new.previous_hash.as_ref().map(|h| h.as_slice()),
+                    new.rotated_at,
+                    new.expires_at,
+                    new.handle
+                ],
+            )?;
+            Ok(0)
+        }
+        SessionWrite::RevokeSession(handle) => {
+            let deleted = exec(&q.delete_session, params![handle])?;
+            if deleted > 0 {
+                exec(sql::FEED_INSERT, params![handle, now])?;
+            }
+            Ok(deleted)
+        }
+        SessionWrite::RevokeUserSessions(user_id) => {
+            exec(&q.feed_user_sessions, params![now, user_id])?;
+            exec(&q.delete_user_sessions, params![user_id])
+        }
+    }
+}
+
+impl SessionStore for SqliteStore {
     async fn create_session(&self, new: NewSession) -> StoreResult<()> {
-        self.run(move |c, t| {
-            c.prepare_cached(&format!(
-                "INSERT INTO {} ({SESSION_COLS}) VALUES (?1, ?2, 0, ?3, NULL, ?4, ?5, ?6, ?4, ?7)",
-                t.refresh_tokens
-            ))
-            .map_err(q)?
-            .execute(params![
-                new.handle,
-                new.user_id,
-                new.refresh_hash.as_slice(),
-                new.created_at,
-                new.session_data.to_string(),
-                new.jwt_payload.to_string(),
-                new.expires_at
-            ])
-            .map_err(q)?;
+        self.run(move |c, q| {
+            c.prepare_cached(&q.insert_session)
+                .map_err(sqlite_err)?
+                .execute(params![
+                    new.handle,
+                    new.user_id,
+                    new.refresh_hash.as_slice(),
+                    new.created_at,
+                    new.session_data.to_string(),
+                    new.jwt_payload.to_string(),
+                    new.created_at,
+                    new.expires_at
+                ])
+                .map_err(sqlite_err)?;
             Ok(())
         })
         .await
@@ -236,163 +226,55 @@ impl SessionStore for SqliteStore {
 
     async fn session(&self, handle: &str, now: Millis) -> StoreResult<Option<SessionRecord>> {
         let handle = handle.to_string();
-        self.run(move |c, t| {
+        self.run(move |c, q| {
             let raw = c
-                .prepare_cached(&format!(
-                    "SELECT {SESSION_COLS} FROM {} WHERE session_handle = ?1 AND expires_at_ms > ?2",
-                    t.refresh_tokens
-                ))
-                .map_err(q)?
+                .prepare_cached(&q.live_session)
+                .map_err(sqlite_err)?
                 .query_row(params![handle, now], raw_row)
                 .optional()
-                .map_err(q)?;
+                .map_err(sqlite_err)?;
             raw.map(record).transpose()
         })
         .await
     }
 
     async fn refresh(&self, req: RefreshRequest) -> StoreResult<RefreshOutcome> {
-        self.run(move |c, t| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(q)?;
+        self.run(move |c, q| {
+            let tx = immediate(c)?;
             let raw = tx
-                .prepare_cached(&format!(
-                    "SELECT {SESSION_COLS} FROM {} WHERE session_handle = ?1",
-                    t.refresh_tokens
-                ))
-                .map_err(q)?
+                .prepare_cached(&q.lock_session)
+                .map_err(sqlite_err)?
                 .query_row(params![req.handle], raw_row)
                 .optional()
-                .map_err(q)?;
-            let row = raw.map(record).transpose()?;
-            let state = row.as_ref().map(|r| RotationState {
-                generation: r.generation,
-                current_hash: r.current_hash,
-                previous_hash: r.previous_hash,
-                rotated_at: r.rotated_at,
-                expires_at: r.expires_at,
-            });
-            let decision = decide(state.as_ref(), &req.presented, req.now, req.policy);
-            let outcome = match (decision, row) {
-                (Decision::Rotate { .. }, Some(row)) => {
-                    let new = rotated_record(&row, &req, decision);
-                    tx.prepare_cached(&format!(
-                        "UPDATE {} SET generation = ?1, current_hash = ?2, previous_hash = ?3, \
-                         rotated_at_ms = ?4, expires_at_ms = ?5 WHERE session_handle = ?6",
-                        t.refresh_tokens
-                    ))
-                    .map_err(q)?
-                    .execute(params![
-                        new.generation as i64,
-                        new.current_hash.as_slice(),
-                        new.previous_hash.as_ref().map(|h| h.as_slice()),
-                        new.rotated_at,
-                        new.expires_at,
-                        new.handle
-                    ])
-                    .map_err(q)?;
-                    RefreshOutcome::Rotated(new)
-                }
-                (Decision::GraceReplay, Some(row)) => RefreshOutcome::GraceReplay(row),
-                (Decision::Theft, Some(row)) => {
-                    let handles = match req.theft_action {
-                        TheftAction::RevokeSession => vec![row.handle.clone()],
-                        TheftAction::RevokeAllUserSessions => user_handles(&tx, t, &row.user_id)?,
-                    };
-                    feed(&tx, &handles, req.now)?;
-                    let revoked = match req.theft_action {
-                        TheftAction::RevokeSession => tx.execute(
-                            &format!("DELETE FROM {} WHERE session_handle = ?1", t.refresh_tokens),
-                            params![row.handle],
-                        ),
-                        TheftAction::RevokeAllUserSessions => tx.execute(
-                            &format!("DELETE FROM {} WHERE user_id = ?1", t.refresh_tokens),
-                            params![row.user_id],
-                        ),
-                    }
-                    .map_err(q)?;
-                    RefreshOutcome::Theft {
-                        handle: row.handle,
-                        user_id: row.user_id,
-                        revoked: revoked as u64,
-                    }
-                }
-                (Decision::Unauthorised(r), _) => RefreshOutcome::Unauthorised(r),
-                (_, None) => RefreshOutcome::Unauthorised(
-                    crate::session::rotation::UnauthorisedReason::UnknownSession,
-                ),
-            };
-            tx.commit().map_err(q)?;
-            Ok(outcome)
+                .map_err(sqlite_err)?;
+            let plan = plan_refresh(raw.map(record).transpose()?, &req);
+            let revoked = write_in(&tx, q, &plan.write, req.now)?;
+            tx.commit().map_err(sqlite_err)?;
+            Ok(plan.outcome(revoked))
         })
         .await
     }
 
     async fn user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<Vec<String>> {
         let user_id = user_id.to_string();
-        self.run(move |c, t| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT session_handle FROM {} WHERE user_id = ?1 AND expires_at_ms > ?2 \
-                     ORDER BY created_at_ms, session_handle",
-                    t.refresh_tokens
-                ))
-                .map_err(q)?;
+        self.run(move |c, q| {
+            let mut stmt = c.prepare_cached(&q.user_sessions).map_err(sqlite_err)?;
             let rows = stmt
                 .query_map(params![user_id, now], |r| r.get::<_, String>(0))
-                .map_err(q)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(q)
+                .map_err(sqlite_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_err)
         })
         .await
     }
 
     async fn revoke_session(&self, handle: &str, now: Millis) -> StoreResult<bool> {
-        let handle = handle.to_string();
-        self.run(move |c, t| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(q)?;
-            let n = tx
-                .execute(
-                    &format!("DELETE FROM {} WHERE session_handle = ?1", t.refresh_tokens),
-                    params![handle],
-                )
-                .map_err(q)?;
-            if n > 0 {
-                feed(&tx, std::slice::from_ref(&handle), now)?;
-            }
-            tx.commit().map_err(q)?;
-            Ok(n > 0)
-        })
-        .await
+        let write = SessionWrite::RevokeSession(handle.to_string());
+        Ok(self.write_once(write, now).await? > 0)
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: Millis) -> StoreResult<u64> {
-        let user_id = user_id.to_string();
-        self.run(move |c, t| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(q)?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) \
-                     SELECT session_handle, ?2 FROM {} WHERE user_id = ?1",
-                    t.refresh_tokens
-                ),
-                params![user_id, now],
-            )
-            .map_err(q)?;
-            let n = tx
-                .execute(
-                    &format!("DELETE FROM {} WHERE user_id = ?1", t.refresh_tokens),
-                    params![user_id],
-                )
-                .map_err(q)?;
-            tx.commit().map_err(q)?;
-            Ok(n as u64)
-        })
-        .await
+        let write = SessionWrite::RevokeUserSessions(user_id.to_string());
+        self.write_once(write, now).await
     }
 
     async fn update_session_data(
@@ -401,7 +283,7 @@ impl SessionStore for SqliteStore {
         data: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.update_json(handle, JsonColumn::SessionData, data, now)
+        self.update_json(|q| &q.update_session_data, handle, data, now)
             .await
     }
 
@@ -411,45 +293,15 @@ impl SessionStore for SqliteStore {
         payload: serde_json::Value,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.update_json(handle, JsonColumn::JwtPayload, payload, now)
+        self.update_json(|q| &q.update_jwt_payload, handle, payload, now)
             .await
     }
+}
 
-    async fn purge_expired(
-        &self,
-        now: Millis,
-        feed_before: Millis,
-        batch: u32,
-    ) -> StoreResult<u64> {
-        self.run(move |c, t| {
-            let n = c
-                .execute(
-                    &format!(
-                        "DELETE FROM {0} WHERE session_handle IN \
-                         (SELECT session_handle FROM {0} WHERE expires_at_ms <= ?1 LIMIT ?2)",
-                        t.refresh_tokens
-                    ),
-                    params![now, batch],
-                )
-                .map_err(q)?;
-            c.execute(
-                "DELETE FROM sessiongate_revocation WHERE revoked_at_ms < ?1",
-                params![feed_before],
-            )
-            .map_err(q)?;
-            Ok(n as u64)
-        })
-        .await
-    }
-
+impl KeyStore for SqliteStore {
     async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
-        self.run(|c, t| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT kid, purpose, seq, algorithm, secret, public_key, created_at_ms FROM {} ORDER BY seq, kid",
-                    t.signing_key
-                ))
-                .map_err(q)?;
+        self.run(|c, q| {
+            let mut stmt = c.prepare_cached(&q.keys).map_err(sqlite_err)?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok((
@@ -462,14 +314,17 @@ impl SessionStore for SqliteStore {
                         r.get::<_, i64>(6)?,
                     ))
                 })
-                .map_err(q)?;
+                .map_err(sqlite_err)?;
             let mut keys = Vec::new();
             for row in rows {
-                let (kid, purpose, seq, algorithm, secret, public, created_at) = row.map_err(q)?;
+                let (kid, purpose, seq, algorithm, secret, public, created_at) =
+                    row.map_err(sqlite_err)?;
                 keys.push(StoredKey {
-                    purpose: KeyPurpose::parse(&purpose)
-                        .ok_or_else(|| StoreError::Corrupt(format!("key {kid}: purpose {purpose}")))?,
-                    seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("key {kid}: seq")))?,
+                    purpose: KeyPurpose::parse(&purpose).ok_or_else(|| {
+                        StoreError::Corrupt(format!("key {kid}: purpose {purpose}"))
+                    })?,
+                    seq: u64::try_from(seq)
+                        .map_err(|_| StoreError::Corrupt(format!("key {kid}: seq")))?,
                     kid,
                     algorithm,
                     secret,
@@ -483,55 +338,47 @@ impl SessionStore for SqliteStore {
     }
 
     async fn insert_key(&self, key: StoredKey) -> StoreResult<bool> {
-        self.run(move |c, t| {
+        self.run(move |c, q| {
             let n = c
-                .execute(
-                    &format!(
-                        "INSERT OR IGNORE INTO {} (kid, purpose, seq, algorithm, secret, public_key, created_at_ms) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        t.signing_key
-                    ),
-                    params![
-                        key.kid,
-                        key.purpose.as_str(),
-                        key.seq as i64,
-                        key.algorithm,
-                        key.secret,
-                        key.public,
-                        key.created_at
-                    ],
-                )
-                .map_err(q)?;
+                .prepare_cached(&q.insert_key)
+                .map_err(sqlite_err)?
+                .execute(params![
+                    key.kid,
+                    key.purpose.as_str(),
+                    key.seq as i64,
+                    key.algorithm,
+                    key.secret,
+                    key.public,
+                    key.created_at
+                ])
+                .map_err(sqlite_err)?;
             Ok(n > 0)
         })
         .await
     }
 
     async fn delete_access_keys_before(&self, before: Millis) -> StoreResult<u64> {
-        self.run(move |c, t| {
+        self.run(move |c, q| {
+            // The same two statements as MySQL's; the connection is this process's only one.
+            let newest: Option<i64> = c
+                .query_row(&q.newest_access_seq, [], |r| r.get(0))
+                .map_err(sqlite_err)?;
+            let Some(newest) = newest else {
+                return Ok(0);
+            };
             let n = c
-                .execute(
-                    &format!(
-                        "DELETE FROM {0} WHERE purpose = 'access' AND created_at_ms < ?1 \
-                         AND seq < (SELECT MAX(seq) FROM {0} WHERE purpose = 'access')",
-                        t.signing_key
-                    ),
-                    params![before],
-                )
-                .map_err(q)?;
+                .execute(&q.delete_access_keys, params![before, newest])
+                .map_err(sqlite_err)?;
             Ok(n as u64)
         })
         .await
     }
+}
 
+impl RevocationFeed for SqliteStore {
     async fn revocations_since(&self, after: u64, limit: u32) -> StoreResult<Vec<Revocation>> {
         self.run(move |c, _| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, session_handle, revoked_at_ms FROM sessiongate_revocation \
-                     WHERE id > ?1 ORDER BY id LIMIT ?2",
-                )
-                .map_err(q)?;
+            let mut stmt = c.prepare_cached(sql::FEED_SINCE).map_err(sqlite_err)?;
             let rows = stmt
                 .query_map(params![after as i64, limit], |r| {
                     Ok(Revocation {
@@ -540,21 +387,71 @@ impl SessionStore for SqliteStore {
                         revoked_at: r.get(2)?,
                     })
                 })
-                .map_err(q)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(q)
+                .map_err(sqlite_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_err)
         })
         .await
     }
 
     async fn revocation_head(&self) -> StoreResult<u64> {
         self.run(|c, _| {
-            c.query_row(
-                "SELECT COALESCE(MAX(id), 0) FROM sessiongate_revocation",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|v| v as u64)
-            .map_err(q)
+            c.query_row(sql::FEED_HEAD, [], |r| r.get::<_, Option<i64>>(0))
+                .map(|v| v.unwrap_or(0) as u64)
+                .map_err(sqlite_err)
+        })
+        .await
+    }
+}
+
+impl Maintenance for SqliteStore {
+    async fn migrate(&self) -> StoreResult<usize> {
+        let t = self.t.clone();
+        self.run(move |c, _| {
+            c.execute(migrate::MIGRATIONS_TABLE_DDL, [])
+                .map_err(sqlite_err)?;
+            // One immediate transaction: SQLite DDL is transactional, so a failed migration
+            // leaves nothing behind and two processes cannot apply one twice.
+            let tx = immediate(c)?;
+            let applied = tx
+                .prepare(sql::MIGRATIONS_APPLIED)
+                .map_err(sqlite_err)?
+                .query_map([], |r| r.get::<_, u32>(0))
+                .map_err(sqlite_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite_err)?;
+            let pending = migrate::pending(migrate::SQLITE, &applied);
+            for m in &pending {
+                for stmt in m.statements(&t) {
+                    tx.execute(&stmt, []).map_err(|e| m.failed(e))?;
+                }
+                let (version, name, at) = m.record(Clock::system().now_ms());
+                tx.execute(sql::MIGRATION_RECORD, params![version, name, at])
+                    .map_err(sqlite_err)?;
+            }
+            tx.commit().map_err(sqlite_err)?;
+            Ok(pending.len())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sqlite_err))
+            .await
+    }
+
+    async fn purge_expired(
+        &self,
+        now: Millis,
+        feed_before: Millis,
+        batch: u32,
+    ) -> StoreResult<u64> {
+        self.run(move |c, q| {
+            let n = c
+                .execute(&q.purge_sessions, params![now, batch])
+                .map_err(sqlite_err)?;
+            c.execute(sql::FEED_PURGE, params![feed_before])
+                .map_err(sqlite_err)?;
+            Ok(n as u64)
         })
         .await
     }
