@@ -418,6 +418,17 @@ fn problem_from(err: &figment::Error, env_var: Option<&str>) -> ConfigProblem {
                 format!("one of {}", expected.join(", "))
             },
         ),
+        // The same line whether the word came from the file or the environment.
+        Kind::UnknownVariant(word, allowed) => ConfigProblem::new(
+            key,
+            "not one of the allowed values",
+            format!("{word:?}"),
+            allowed
+                .iter()
+                .map(|w| format!("{w:?}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        ),
         Kind::InvalidType(actual, expected) => ConfigProblem::new(
             key,
             format!("wrong type{from}"),

@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 pub mod load;
 mod problem;
 pub mod raw;
@@ -202,10 +204,12 @@ pub struct SigningKeyConfig {
 }
 
 /// How access tokens are signed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SigningAlgorithm {
     #[default]
+    #[serde(rename = "HS256")]
     Hs256,
+    #[serde(rename = "EdDSA")]
     EdDsa,
 }
 
@@ -234,9 +238,11 @@ pub struct CookieConfig {
     pub same_site: SameSite,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SameSite {
     Strict,
+    #[default]
     Lax,
     None,
 }
@@ -260,8 +266,10 @@ pub struct SessionConfig {
 }
 
 /// What a detected token theft revokes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TheftAction {
+    #[default]
     RevokeSession,
     RevokeAllUserSessions,
 }
@@ -300,8 +308,10 @@ pub struct LoggingConfig {
     pub format: LogFormat,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
+    #[default]
     Pretty,
     Json,
 }
@@ -325,23 +335,29 @@ pub struct Route {
 
 /// `routes[].path_params`: the route is chosen on the path with every segment's `;…` removed;
 /// this says whether such a request is refused or forwarded with that stripped path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PathParams {
     /// 400: the path carries `;` parameters.
+    #[default]
     Reject,
     /// Forward the path with the parameters removed (the path that was routed).
     Strip,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMode {
+    #[default]
     Required,
     Optional,
     Public,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AntiCsrfMode {
+    #[default]
     NonGet,
     Always,
     Never,

@@ -37,6 +37,15 @@ fn q(s: &str) -> String {
     out
 }
 
+/// A configuration enum as the file spells it (its serde name), quoted.
+fn word<T: serde::Serialize>(value: T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => q(&name),
+        // Every configuration enum is a set of unit variants, serialized as strings.
+        other => unreachable!("a configuration enum serialized as {other:?}"),
+    }
+}
+
 fn list<I: IntoIterator<Item = String>>(items: I) -> String {
     let items: Vec<String> = items.into_iter().map(|s| q(&s)).collect();
     format!("[{}]", items.join(", "))
@@ -110,7 +119,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "\n[tokens.access_token.signing_key]")?;
     writeln!(out, "dynamic = {}", sk.dynamic)?;
     writeln!(out, "update_interval_hours = {}", sk.update_interval_hours)?;
-    writeln!(out, "algorithm = {}", q(sk.algorithm.as_str()))?;
+    writeln!(out, "algorithm = {}", word(sk.algorithm))?;
     match &sk.secret_file {
         Some(f) => writeln!(out, "secret_file = {}", q(&f.display().to_string()))?,
         None => writeln!(
@@ -132,11 +141,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         None => writeln!(out, "# domain unset: host-only cookies")?,
     }
     writeln!(out, "secure = {}", ck.secure)?;
-    writeln!(
-        out,
-        "same_site = {}",
-        q(&ck.same_site.as_attr().to_ascii_lowercase())
-    )?;
+    writeln!(out, "same_site = {}", word(ck.same_site))?;
 
     let se = &c.session;
     writeln!(out, "\n[session]")?;
@@ -148,11 +153,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         )?,
     }
     writeln!(out, "expired_status = {}", se.expired_status)?;
-    let theft = match se.theft_action {
-        TheftAction::RevokeSession => "revoke_session",
-        TheftAction::RevokeAllUserSessions => "revoke_all_user_sessions",
-    };
-    writeln!(out, "theft_action = {}", q(theft))?;
+    writeln!(out, "theft_action = {}", word(se.theft_action))?;
 
     let id = &c.identity;
     writeln!(out, "\n[identity]")?;
@@ -179,11 +180,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
 
     writeln!(out, "\n[logging]")?;
     writeln!(out, "level = {}", q(&c.logging.level))?;
-    let format = match c.logging.format {
-        LogFormat::Pretty => "pretty",
-        LogFormat::Json => "json",
-    };
-    writeln!(out, "format = {}", q(format))?;
+    writeln!(out, "format = {}", word(c.logging.format))?;
 
     for r in &c.routes {
         writeln!(out, "\n[[routes]]")?;
@@ -193,24 +190,10 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
             writeln!(out, "host = {}", q(h))?;
         }
         writeln!(out, "upstream = {}", q(&r.upstream.to_string()))?;
-        let auth = match r.auth {
-            AuthMode::Required => "required",
-            AuthMode::Optional => "optional",
-            AuthMode::Public => "public",
-        };
-        writeln!(out, "auth = {}", q(auth))?;
-        let csrf = match r.anti_csrf {
-            AntiCsrfMode::NonGet => "non_get",
-            AntiCsrfMode::Always => "always",
-            AntiCsrfMode::Never => "never",
-        };
-        writeln!(out, "anti_csrf = {}", q(csrf))?;
+        writeln!(out, "auth = {}", word(r.auth))?;
+        writeln!(out, "anti_csrf = {}", word(r.anti_csrf))?;
         writeln!(out, "session_control = {}", r.session_control)?;
-        let params = match r.path_params {
-            PathParams::Reject => "reject",
-            PathParams::Strip => "strip",
-        };
-        writeln!(out, "path_params = {}", q(params))?;
+        writeln!(out, "path_params = {}", word(r.path_params))?;
         writeln!(out, "case_insensitive = {}", r.case_insensitive)?;
         if let Some(l) = &r.login_redirect {
             writeln!(out, "login_redirect = {}", q(l))?;

@@ -3,7 +3,8 @@
 //! Owns every rule of SPEC §3 (defaults, ranges, formats, cross-key constraints) and reports
 //! all broken rules at once, each naming its key path, the offending value and the allowed
 //! range. It must not do I/O: no filesystem, no environment, no network. Checks that need a
-//! file (secret files, the admin key file, TLS files) live in `load.rs`.
+//! file (secret files, the admin key file, TLS files) live in `load.rs`, and so does the
+//! report of a word that is not one of an enum's spellings (the enums deserialize directly).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -151,29 +152,6 @@ impl Validator {
     fn secs(&mut self, key: &str, value: Option<i64>, default: i64, lo: i64, hi: i64) -> Duration {
         let n = self.int(key, value, default, lo, hi);
         Duration::from_secs(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// One of a fixed set of words.
-    fn choice<T: Copy>(
-        &mut self,
-        key: &str,
-        value: Option<String>,
-        default: T,
-        options: &[(&str, T)],
-    ) -> T {
-        let Some(s) = value else { return default };
-        match options.iter().find(|(name, _)| *name == s) {
-            Some((_, t)) => *t,
-            None => {
-                let allowed = options
-                    .iter()
-                    .map(|(n, _)| quoted(n))
-                    .collect::<Vec<_>>()
-                    .join(" | ");
-                self.push(key, "not one of the allowed values", quoted(&s), allowed);
-                default
-            }
-        }
     }
 
     fn socket(&mut self, key: &str, value: Option<String>, default: &str) -> SocketAddr {
@@ -556,15 +534,7 @@ impl Validator {
             1,
             720,
         );
-        let algorithm = self.choice(
-            "tokens.access_token.signing_key.algorithm",
-            raw.algorithm,
-            SigningAlgorithm::Hs256,
-            &[
-                ("HS256", SigningAlgorithm::Hs256),
-                ("EdDSA", SigningAlgorithm::EdDsa),
-            ],
-        );
+        let algorithm = raw.algorithm.unwrap_or_default();
         let secret_file = match raw.secret_file {
             Some(s) if s.trim().is_empty() => {
                 self.push(
@@ -623,16 +593,7 @@ impl Validator {
             }
         });
         let secure = raw.secure.unwrap_or(true);
-        let same_site = self.choice(
-            "cookie.same_site",
-            raw.same_site,
-            SameSite::Lax,
-            &[
-                ("strict", SameSite::Strict),
-                ("lax", SameSite::Lax),
-                ("none", SameSite::None),
-            ],
-        );
+        let same_site = raw.same_site.unwrap_or_default();
         if same_site == SameSite::None && !secure {
             self.push(
                 "cookie.secure",
@@ -665,18 +626,7 @@ impl Validator {
                 401
             }
         };
-        let theft_action = self.choice(
-            "session.theft_action",
-            raw.theft_action,
-            TheftAction::RevokeSession,
-            &[
-                ("revoke_session", TheftAction::RevokeSession),
-                (
-                    "revoke_all_user_sessions",
-                    TheftAction::RevokeAllUserSessions,
-                ),
-            ],
-        );
+        let theft_action = raw.theft_action.unwrap_or_default();
         SessionConfig {
             logout_path,
             expired_status,
@@ -854,13 +804,10 @@ impl Validator {
                 }
             },
         };
-        let format = self.choice(
-            "logging.format",
-            raw.format,
-            LogFormat::Pretty,
-            &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
-        );
-        LoggingConfig { level, format }
+        LoggingConfig {
+            level,
+            format: raw.format.unwrap_or_default(),
+        }
     }
 
     fn routes(&mut self, raw: Option<Vec<RawRoute>>) -> Vec<Route> {
@@ -971,32 +918,6 @@ impl Validator {
                     }
                 },
             };
-            let auth = self.choice(
-                &key("auth"),
-                r.auth,
-                AuthMode::Required,
-                &[
-                    ("required", AuthMode::Required),
-                    ("optional", AuthMode::Optional),
-                    ("public", AuthMode::Public),
-                ],
-            );
-            let anti_csrf = self.choice(
-                &key("anti_csrf"),
-                r.anti_csrf,
-                AntiCsrfMode::NonGet,
-                &[
-                    ("non_get", AntiCsrfMode::NonGet),
-                    ("always", AntiCsrfMode::Always),
-                    ("never", AntiCsrfMode::Never),
-                ],
-            );
-            let path_params = self.choice(
-                &key("path_params"),
-                r.path_params,
-                PathParams::Reject,
-                &[("reject", PathParams::Reject), ("strip", PathParams::Strip)],
-            );
             let login_redirect = r
                 .login_redirect
                 .and_then(|l| match check_login_redirect(&l) {
@@ -1028,11 +949,11 @@ impl Validator {
                     path_prefix,
                     host,
                     upstream,
-                    auth,
-                    anti_csrf,
+                    auth: r.auth.unwrap_or_default(),
+                    anti_csrf: r.anti_csrf.unwrap_or_default(),
                     session_control: r.session_control.unwrap_or(false),
                     login_redirect,
-                    path_params,
+                    path_params: r.path_params.unwrap_or_default(),
                     case_insensitive: r.case_insensitive.unwrap_or(false),
                 });
             }
