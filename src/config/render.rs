@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use super::validate::{int_keys, IntKey};
 use super::*;
 
 /// The effective configuration with every default filled in and secrets masked.
@@ -46,6 +47,11 @@ fn word<T: serde::Serialize>(value: T) -> String {
     }
 }
 
+/// An integer key, named as the key table names it.
+fn int(out: &mut String, key: &IntKey, value: impl std::fmt::Display) -> std::fmt::Result {
+    writeln!(out, "{} = {value}", key.name())
+}
+
 fn list<I: IntoIterator<Item = String>>(items: I) -> String {
     let items: Vec<String> = items.into_iter().map(|s| q(&s)).collect();
     format!("[{}]", items.join(", "))
@@ -56,24 +62,32 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "[server]")?;
     writeln!(out, "listen = {}", q(&s.listen.to_string()))?;
     writeln!(out, "admin_listen = {}", q(&s.admin_listen.to_string()))?;
-    writeln!(out, "shutdown_grace_secs = {}", s.shutdown_grace.as_secs())?;
-    writeln!(
+    int(
         out,
-        "upstream_timeout_secs = {}",
-        s.upstream_timeout.as_secs()
+        &int_keys::SHUTDOWN_GRACE_SECS,
+        s.shutdown_grace.as_secs(),
     )?;
-    writeln!(
+    int(
         out,
-        "header_read_timeout_secs = {}",
-        s.header_read_timeout.as_secs()
+        &int_keys::UPSTREAM_TIMEOUT_SECS,
+        s.upstream_timeout.as_secs(),
     )?;
-    writeln!(out, "max_connections = {}", s.max_connections)?;
-    writeln!(out, "max_connections_per_ip = {}", s.max_connections_per_ip)?;
-    writeln!(out, "idle_timeout_secs = {}", s.idle_timeout.as_secs())?;
-    writeln!(
+    int(
         out,
-        "body_read_timeout_secs = {}",
-        s.body_read_timeout.as_secs()
+        &int_keys::HEADER_READ_TIMEOUT_SECS,
+        s.header_read_timeout.as_secs(),
+    )?;
+    int(out, &int_keys::MAX_CONNECTIONS, s.max_connections)?;
+    int(
+        out,
+        &int_keys::MAX_CONNECTIONS_PER_IP,
+        s.max_connections_per_ip,
+    )?;
+    int(out, &int_keys::IDLE_TIMEOUT_SECS, s.idle_timeout.as_secs())?;
+    int(
+        out,
+        &int_keys::BODY_READ_TIMEOUT_SECS,
+        s.body_read_timeout.as_secs(),
     )?;
     writeln!(
         out,
@@ -101,7 +115,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     let st = &c.store;
     writeln!(out, "\n[store]")?;
     writeln!(out, "url = {}", q(&st.url.masked()))?;
-    writeln!(out, "connection_limit = {}", st.connection_limit)?;
+    int(out, &int_keys::CONNECTION_LIMIT, st.connection_limit)?;
     writeln!(out, "auto_migrate = {}", st.auto_migrate)?;
     writeln!(out, "\n[store.tables]")?;
     writeln!(out, "signing_key = {}", q(&st.tables.signing_key))?;
@@ -112,13 +126,17 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "enable_anti_csrf = {}", t.enable_anti_csrf)?;
     let at = &t.access_token;
     writeln!(out, "\n[tokens.access_token]")?;
-    writeln!(out, "validity_secs = {}", at.validity_secs)?;
+    int(out, &int_keys::ACCESS_VALIDITY_SECS, at.validity_secs)?;
     writeln!(out, "blacklisting = {}", at.blacklisting)?;
     writeln!(out, "path = {}", q(&at.path))?;
     let sk = &at.signing_key;
     writeln!(out, "\n[tokens.access_token.signing_key]")?;
     writeln!(out, "dynamic = {}", sk.dynamic)?;
-    writeln!(out, "update_interval_hours = {}", sk.update_interval_hours)?;
+    int(
+        out,
+        &int_keys::UPDATE_INTERVAL_HOURS,
+        sk.update_interval_hours,
+    )?;
     writeln!(out, "algorithm = {}", word(sk.algorithm))?;
     match &sk.secret_file {
         Some(f) => writeln!(out, "secret_file = {}", q(&f.display().to_string()))?,
@@ -129,10 +147,10 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     }
     let rt = &t.refresh_token;
     writeln!(out, "\n[tokens.refresh_token]")?;
-    writeln!(out, "validity_hours = {}", rt.validity_hours)?;
+    int(out, &int_keys::REFRESH_VALIDITY_HOURS, rt.validity_hours)?;
     writeln!(out, "removal_cron = {}", q(&rt.removal_cron))?;
     writeln!(out, "renew_path = {}", q(&rt.renew_path))?;
-    writeln!(out, "reuse_grace_secs = {}", rt.reuse_grace_secs)?;
+    int(out, &int_keys::REUSE_GRACE_SECS, rt.reuse_grace_secs)?;
 
     let ck = &c.cookie;
     writeln!(out, "\n[cookie]")?;

@@ -497,3 +497,44 @@ fn sections_are_the_raw_config_fields() {
     sections.sort_unstable();
     assert_eq!(fields, sections, "{p}");
 }
+
+/// Every key of the integer key table: unset gives its default (as rendered), both ends of
+/// its range load, one past either end is reported with the table's range.
+#[test]
+fn integer_keys_follow_the_key_table() {
+    use super::validate::int_keys;
+    let rendered = render_masked(&run("", &[]).unwrap());
+    for key in int_keys::ALL {
+        let unit = match key.name() {
+            n if n.ends_with("_secs") => validate::Unit::Seconds,
+            n if n.ends_with("_hours") => validate::Unit::Hours,
+            _ => validate::Unit::Count,
+        };
+        assert_eq!(key.unit, unit, "{}: the name says {unit:?}", key.path);
+        let line = format!("{} = {}", key.name(), key.default);
+        assert!(
+            rendered.lines().any(|l| l == line),
+            "{}: default {line:?} not rendered",
+            key.path
+        );
+        let env = format!(
+            "SESSIONGATE_{}",
+            key.path.replace('.', "__").to_ascii_uppercase()
+        );
+        for ok in [key.lo, key.hi] {
+            let r = run("", &[(&env, &ok.to_string())]);
+            assert!(r.is_ok(), "{} = {ok}: {r:?}", key.path);
+        }
+        for bad in [key.lo - 1, key.hi + 1] {
+            let e = run("", &[(&env, &bad.to_string())]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{}: out of range (got {bad}; allowed {})",
+                    key.path,
+                    key.range()
+                )
+            );
+        }
+    }
+}

@@ -15,29 +15,133 @@ use super::problem::{ConfigError, ConfigProblem};
 use super::raw::*;
 use super::*;
 
-/// Default values, shared by the validator, the renderer and the documentation tests.
+/// Default values of the keys that are not integers (those are in [`int_keys`]).
 pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:8080";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
-    pub const SHUTDOWN_GRACE_SECS: i64 = 30;
-    pub const UPSTREAM_TIMEOUT_SECS: i64 = 30;
-    pub const HEADER_READ_TIMEOUT_SECS: i64 = 10;
-    pub const MAX_CONNECTIONS: i64 = 10_000;
-    pub const IDLE_TIMEOUT_SECS: i64 = 60;
-    pub const BODY_READ_TIMEOUT_SECS: i64 = 30;
     pub const STORE_URL: &str = "sqlite://sessiongate.db";
-    pub const CONNECTION_LIMIT: i64 = 50;
-    pub const ACCESS_VALIDITY_SECS: i64 = 3600;
     pub const ACCESS_PATH: &str = "/";
-    pub const UPDATE_INTERVAL_HOURS: i64 = 24;
-    pub const REFRESH_VALIDITY_HOURS: i64 = 2400;
     pub const REMOVAL_CRON: &str = "0 0 0 1-31/7 * *";
-    pub const REUSE_GRACE_SECS: i64 = 30;
     pub const EXPIRED_STATUS: i64 = 401;
     pub const USER_ID_HEADER: &str = "x-user-id";
     pub const SESSION_HANDLE_HEADER: &str = "x-session-handle";
     pub const JWT_PAYLOAD_HEADER: &str = "x-jwt-payload";
     pub const LOG_LEVEL: &str = "info";
+}
+
+/// The unit of an integer key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Hours,
+    /// A number of things (connections).
+    Count,
+}
+
+/// An integer key's metadata, stated once: the validator enforces it, the renderer names the
+/// key by it, and `tests/docs.rs` holds the README's Default and rule columns to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntKey {
+    /// The full key path, e.g. `server.shutdown_grace_secs`.
+    pub path: &'static str,
+    pub default: i64,
+    /// The smallest value allowed.
+    pub lo: i64,
+    /// The largest value allowed.
+    pub hi: i64,
+    pub unit: Unit,
+}
+
+impl IntKey {
+    /// The key's name in its table: `server.shutdown_grace_secs` → `shutdown_grace_secs`.
+    pub fn name(&self) -> &'static str {
+        self.path.rsplit('.').next().unwrap_or(self.path)
+    }
+
+    /// The allowed range as reports and the README write it: `0..=3600`.
+    pub fn range(&self) -> String {
+        format!("{}..={}", self.lo, self.hi)
+    }
+}
+
+/// Every integer key with a range (`session.expired_status`, a set of two values, is not one).
+pub mod int_keys {
+    use super::{IntKey, Unit};
+
+    const fn key(path: &'static str, default: i64, lo: i64, hi: i64, unit: Unit) -> IntKey {
+        IntKey {
+            path,
+            default,
+            lo,
+            hi,
+            unit,
+        }
+    }
+
+    pub const SHUTDOWN_GRACE_SECS: IntKey =
+        key("server.shutdown_grace_secs", 30, 0, 3600, Unit::Seconds);
+    pub const UPSTREAM_TIMEOUT_SECS: IntKey =
+        key("server.upstream_timeout_secs", 30, 1, 3600, Unit::Seconds);
+    pub const HEADER_READ_TIMEOUT_SECS: IntKey =
+        key("server.header_read_timeout_secs", 10, 1, 300, Unit::Seconds);
+    pub const MAX_CONNECTIONS: IntKey =
+        key("server.max_connections", 10_000, 1, 1_000_000, Unit::Count);
+    pub const IDLE_TIMEOUT_SECS: IntKey =
+        key("server.idle_timeout_secs", 60, 1, 3600, Unit::Seconds);
+    pub const BODY_READ_TIMEOUT_SECS: IntKey =
+        key("server.body_read_timeout_secs", 30, 1, 3600, Unit::Seconds);
+    pub const MAX_CONNECTIONS_PER_IP: IntKey = key(
+        "server.max_connections_per_ip",
+        0,
+        0,
+        1_000_000,
+        Unit::Count,
+    );
+    pub const CONNECTION_LIMIT: IntKey = key("store.connection_limit", 50, 1, 10_000, Unit::Count);
+    pub const ACCESS_VALIDITY_SECS: IntKey = key(
+        "tokens.access_token.validity_secs",
+        3600,
+        10,
+        86_400_000,
+        Unit::Seconds,
+    );
+    pub const REFRESH_VALIDITY_HOURS: IntKey = key(
+        "tokens.refresh_token.validity_hours",
+        2400,
+        1,
+        8760,
+        Unit::Hours,
+    );
+    pub const REUSE_GRACE_SECS: IntKey = key(
+        "tokens.refresh_token.reuse_grace_secs",
+        30,
+        0,
+        300,
+        Unit::Seconds,
+    );
+    pub const UPDATE_INTERVAL_HOURS: IntKey = key(
+        "tokens.access_token.signing_key.update_interval_hours",
+        24,
+        1,
+        720,
+        Unit::Hours,
+    );
+
+    /// The whole table, in the README's order.
+    pub const ALL: &[IntKey] = &[
+        SHUTDOWN_GRACE_SECS,
+        UPSTREAM_TIMEOUT_SECS,
+        HEADER_READ_TIMEOUT_SECS,
+        MAX_CONNECTIONS,
+        MAX_CONNECTIONS_PER_IP,
+        IDLE_TIMEOUT_SECS,
+        BODY_READ_TIMEOUT_SECS,
+        CONNECTION_LIMIT,
+        ACCESS_VALIDITY_SECS,
+        UPDATE_INTERVAL_HOURS,
+        REFRESH_VALIDITY_HOURS,
+        REUSE_GRACE_SECS,
+    ];
 }
 
 /// The shortest admin API key accepted.
@@ -121,10 +225,6 @@ fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn range_text(lo: i64, hi: i64) -> String {
-    format!("{lo}..={hi}")
-}
-
 impl Validator {
     fn push(
         &mut self,
@@ -137,21 +237,22 @@ impl Validator {
             .push(ConfigProblem::new(key, message, got, allowed));
     }
 
-    /// An integer in `lo..=hi`, or the default (reporting a problem) when out of range.
-    fn int(&mut self, key: &str, value: Option<i64>, default: i64, lo: i64, hi: i64) -> i64 {
+    /// The key's value when in its range, else its default (reporting a problem).
+    fn int(&mut self, key: &IntKey, value: Option<i64>) -> i64 {
         match value {
-            None => default,
-            Some(n) if (lo..=hi).contains(&n) => n,
+            None => key.default,
+            Some(n) if (key.lo..=key.hi).contains(&n) => n,
             Some(n) => {
-                self.push(key, "out of range", n.to_string(), range_text(lo, hi));
-                default
+                self.push(key.path, "out of range", n.to_string(), key.range());
+                key.default
             }
         }
     }
 
-    fn secs(&mut self, key: &str, value: Option<i64>, default: i64, lo: i64, hi: i64) -> Duration {
-        let n = self.int(key, value, default, lo, hi);
-        Duration::from_secs(u64::try_from(n).unwrap_or(0))
+    /// [`int`](Self::int) for a key in [`Unit::Seconds`].
+    fn secs(&mut self, key: &IntKey, value: Option<i64>) -> Duration {
+        debug_assert_eq!(key.unit, Unit::Seconds, "{}", key.path);
+        Duration::from_secs(u64::try_from(self.int(key, value)).unwrap_or(0))
     }
 
     fn socket(&mut self, key: &str, value: Option<String>, default: &str) -> SocketAddr {
@@ -245,54 +346,22 @@ impl Validator {
             );
         }
         let tls = raw.tls.and_then(|t| self.tls(t));
-        let shutdown_grace = self.secs(
-            "server.shutdown_grace_secs",
-            raw.shutdown_grace_secs,
-            defaults::SHUTDOWN_GRACE_SECS,
-            0,
-            3600,
-        );
-        let upstream_timeout = self.secs(
-            "server.upstream_timeout_secs",
-            raw.upstream_timeout_secs,
-            defaults::UPSTREAM_TIMEOUT_SECS,
-            1,
-            3600,
-        );
+        let shutdown_grace = self.secs(&int_keys::SHUTDOWN_GRACE_SECS, raw.shutdown_grace_secs);
+        let upstream_timeout =
+            self.secs(&int_keys::UPSTREAM_TIMEOUT_SECS, raw.upstream_timeout_secs);
         let header_read_timeout = self.secs(
-            "server.header_read_timeout_secs",
+            &int_keys::HEADER_READ_TIMEOUT_SECS,
             raw.header_read_timeout_secs,
-            defaults::HEADER_READ_TIMEOUT_SECS,
-            1,
-            300,
         );
-        let max_connections = self.int(
-            "server.max_connections",
-            raw.max_connections,
-            defaults::MAX_CONNECTIONS,
-            1,
-            1_000_000,
-        );
-        let idle_timeout = self.secs(
-            "server.idle_timeout_secs",
-            raw.idle_timeout_secs,
-            defaults::IDLE_TIMEOUT_SECS,
-            1,
-            3600,
-        );
+        let max_connections = self.int(&int_keys::MAX_CONNECTIONS, raw.max_connections);
+        let idle_timeout = self.secs(&int_keys::IDLE_TIMEOUT_SECS, raw.idle_timeout_secs);
         let body_read_timeout = self.secs(
-            "server.body_read_timeout_secs",
+            &int_keys::BODY_READ_TIMEOUT_SECS,
             raw.body_read_timeout_secs,
-            defaults::BODY_READ_TIMEOUT_SECS,
-            1,
-            3600,
         );
         let max_connections_per_ip = self.int(
-            "server.max_connections_per_ip",
+            &int_keys::MAX_CONNECTIONS_PER_IP,
             raw.max_connections_per_ip,
-            0,
-            0,
-            1_000_000,
         );
         let mut trusted_proxies = Vec::new();
         for (i, s) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
@@ -366,20 +435,18 @@ impl Validator {
     }
 
     fn store(&mut self, raw: RawStore) -> StoreConfig {
-        let url = match raw.url {
-            None => StoreUrl::Sqlite(PathBuf::from("sessiongate.db")),
-            Some(s) => match parse_store_url(&s) {
-                Ok(u) => u,
-                Err(why) => {
-                    self.push(
-                        "store.url",
-                        &why,
-                        quoted(&mask_url_password(&s)),
-                        "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?require_ssl=true&ssl_ca=PATH&…], sqlite://PATH or sqlite::memory:",
-                    );
-                    StoreUrl::SqliteMemory
-                }
-            },
+        let url = raw.url.unwrap_or_else(|| defaults::STORE_URL.to_string());
+        let url = match parse_store_url(&url) {
+            Ok(u) => u,
+            Err(why) => {
+                self.push(
+                    "store.url",
+                    &why,
+                    quoted(&mask_url_password(&url)),
+                    "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?require_ssl=true&ssl_ca=PATH&…], sqlite://PATH or sqlite::memory:",
+                );
+                StoreUrl::SqliteMemory
+            }
         };
         if let StoreUrl::Mysql(u) = &url {
             let pass = crate::store::mysql::parse_url(u)
@@ -394,13 +461,7 @@ impl Validator {
                 );
             }
         }
-        let connection_limit = self.int(
-            "store.connection_limit",
-            raw.connection_limit,
-            defaults::CONNECTION_LIMIT,
-            1,
-            10_000,
-        );
+        let connection_limit = self.int(&int_keys::CONNECTION_LIMIT, raw.connection_limit);
         let raw_tables = raw.tables.unwrap_or_default();
         let default_tables = TableNames::default();
         let signing_key = self.table_name(
@@ -451,13 +512,7 @@ impl Validator {
 
     fn tokens(&mut self, raw: RawTokens) -> TokensConfig {
         let at = raw.access_token.unwrap_or_default();
-        let validity_secs = self.int(
-            "tokens.access_token.validity_secs",
-            at.validity_secs,
-            defaults::ACCESS_VALIDITY_SECS,
-            10,
-            86_400_000,
-        );
+        let validity_secs = self.int(&int_keys::ACCESS_VALIDITY_SECS, at.validity_secs);
         let path = self
             .url_path(
                 "tokens.access_token.path",
@@ -468,13 +523,7 @@ impl Validator {
         let signing_key = self.signing_key(at.signing_key.unwrap_or_default());
 
         let rt = raw.refresh_token.unwrap_or_default();
-        let validity_hours = self.int(
-            "tokens.refresh_token.validity_hours",
-            rt.validity_hours,
-            defaults::REFRESH_VALIDITY_HOURS,
-            1,
-            8760,
-        );
+        let validity_hours = self.int(&int_keys::REFRESH_VALIDITY_HOURS, rt.validity_hours);
         let removal_cron = match rt.removal_cron {
             None => defaults::REMOVAL_CRON.to_string(),
             Some(expr) => match check_cron(&expr) {
@@ -502,13 +551,7 @@ impl Validator {
                 String::new()
             }
         };
-        let reuse_grace_secs = self.int(
-            "tokens.refresh_token.reuse_grace_secs",
-            rt.reuse_grace_secs,
-            defaults::REUSE_GRACE_SECS,
-            0,
-            300,
-        );
+        let reuse_grace_secs = self.int(&int_keys::REUSE_GRACE_SECS, rt.reuse_grace_secs);
         TokensConfig {
             access_token: AccessTokenConfig {
                 validity_secs: u64::try_from(validity_secs).unwrap_or(0),
@@ -527,13 +570,8 @@ impl Validator {
     }
 
     fn signing_key(&mut self, raw: RawSigningKey) -> SigningKeyConfig {
-        let update_interval_hours = self.int(
-            "tokens.access_token.signing_key.update_interval_hours",
-            raw.update_interval_hours,
-            defaults::UPDATE_INTERVAL_HOURS,
-            1,
-            720,
-        );
+        let update_interval_hours =
+            self.int(&int_keys::UPDATE_INTERVAL_HOURS, raw.update_interval_hours);
         let algorithm = raw.algorithm.unwrap_or_default();
         let secret_file = match raw.secret_file {
             Some(s) if s.trim().is_empty() => {
