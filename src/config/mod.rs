@@ -197,10 +197,27 @@ pub struct AccessTokenConfig {
 pub struct SigningKeyConfig {
     pub dynamic: bool,
     pub update_interval_hours: u32,
-    /// A static key the operator manages; when set, dynamic keys are off. Its bytes are the
-    /// key (see [`read_secret_file`](load::read_secret_file)).
-    pub secret_file: Option<PathBuf>,
+    /// A static key the operator manages; when set, dynamic keys are off.
+    pub secret_file: Option<SecretFile>,
     pub algorithm: SigningAlgorithm,
+}
+
+/// `signing_key.secret_file`: its path and the key it held when the configuration was loaded
+/// (read once, by the loader, with [`read_secret_file`](load::read_secret_file)).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    pub path: PathBuf,
+    /// The file's exact bytes minus one trailing newline: at least 32 of them.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFile")
+            .field("path", &self.path)
+            .field("key", &"***")
+            .finish()
+    }
 }
 
 /// How access tokens are signed.

@@ -103,7 +103,7 @@ pub struct RawAccessToken {
     pub signing_key: Option<RawSigningKey>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSigningKey {
     pub dynamic: Option<bool>,
@@ -111,6 +111,24 @@ pub struct RawSigningKey {
     pub secret_file: Option<String>,
     #[serde(default, deserialize_with = "word")]
     pub algorithm: Option<SigningAlgorithm>,
+    /// The key held by `secret_file`, filled in by the loader (never from TOML).
+    #[serde(skip)]
+    pub secret_from_file: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RawSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSigningKey")
+            .field("dynamic", &self.dynamic)
+            .field("update_interval_hours", &self.update_interval_hours)
+            .field("secret_file", &self.secret_file)
+            .field("algorithm", &self.algorithm)
+            .field(
+                "secret_from_file",
+                &self.secret_from_file.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

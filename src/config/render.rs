@@ -139,7 +139,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     )?;
     writeln!(out, "algorithm = {}", word(sk.algorithm))?;
     match &sk.secret_file {
-        Some(f) => writeln!(out, "secret_file = {}", q(&f.display().to_string()))?,
+        Some(f) => writeln!(out, "secret_file = {}", q(&f.path.display().to_string()))?,
         None => writeln!(
             out,
             "# secret_file unset: keys are generated and kept in the store"

@@ -573,21 +573,21 @@ impl Validator {
         let update_interval_hours =
             self.int(&int_keys::UPDATE_INTERVAL_HOURS, raw.update_interval_hours);
         let algorithm = raw.algorithm.unwrap_or_default();
-        let secret_file = match raw.secret_file {
+        const SECRET_FILE: &str = "tokens.access_token.signing_key.secret_file";
+        let path = match raw.secret_file {
             Some(s) if s.trim().is_empty() => {
                 self.push(
-                    "tokens.access_token.signing_key.secret_file",
+                    SECRET_FILE,
                     "empty path",
                     quoted(&s),
                     "the path of a readable, non-empty key file, or leave unset",
                 );
                 None
             }
-            Some(s) => Some(PathBuf::from(s)),
-            None => None,
+            path => path,
         };
         // A static secret is an HMAC key: it has no EdDSA meaning.
-        if algorithm == SigningAlgorithm::EdDsa && secret_file.is_some() {
+        if algorithm == SigningAlgorithm::EdDsa && path.is_some() {
             self.push(
                 "tokens.access_token.signing_key.algorithm",
                 "EdDSA conflicts with secret_file (a static secret signs with HS256)",
@@ -596,7 +596,7 @@ impl Validator {
             );
         }
         // A static key the operator manages replaces rotating keys.
-        let dynamic = match (raw.dynamic, &secret_file) {
+        let dynamic = match (raw.dynamic, &path) {
             (Some(true), Some(_)) => {
                 self.push(
                     "tokens.access_token.signing_key.dynamic",
@@ -609,6 +609,22 @@ impl Validator {
             (_, Some(_)) => false,
             (d, None) => d.unwrap_or(true),
         };
+        // The loader reads the file (and reports one it cannot use).
+        let secret_file = path.and_then(|path| match raw.secret_from_file {
+            Some(key) => Some(SecretFile {
+                path: PathBuf::from(path),
+                key,
+            }),
+            None => {
+                self.push(
+                    SECRET_FILE,
+                    "not read (validate was called without the loader)",
+                    quoted(&path),
+                    "a readable key file",
+                );
+                None
+            }
+        });
         SigningKeyConfig {
             dynamic,
             update_interval_hours: u32::try_from(update_interval_hours).unwrap_or(1),
