@@ -1,11 +1,19 @@
-//! Loading: finds the configuration file, layers built-in defaults < TOML file <
-//! `SESSIONGATE_…` environment overrides, deserializes the result into the all-optional
-//! [`RawConfig`] and hands it to the pure [`validate`](super::validate::validate).
+//! Loading: finds the configuration file, layers TOML file < `SESSIONGATE_…` environment
+//! overrides (the defaults are the validator's), deserializes the result into the
+//! all-optional [`RawConfig`] and hands it to the pure [`validate`](super::validate::validate).
+//!
+//! Figment only parses the TOML into a value tree and deserializes that tree with key paths in
+//! its errors. The environment layer is this module's own: figment's `Env` cannot address
+//! array elements (`SESSIONGATE_ROUTES__0__UPSTREAM`), and serde stops at the first error, so
+//! `deserialize_raw` drops each bad value and deserializes again until every problem is
+//! listed.
 //!
 //! Owns path resolution, the environment-override syntax, turning parse errors (unknown
-//! keys, wrong types, bad TOML) into [`ConfigProblem`]s that name their key path, and the
-//! few checks that need the filesystem (key files, TLS files). It must not bind ports, open
-//! the store, or apply validation rules itself.
+//! keys, wrong types, words that are not one of an enum's, bad TOML) into [`ConfigProblem`]s
+//! that name their key path, and the few checks that need the filesystem: it reads the key
+//! files (`signing_key.secret_file`, `admin.api_key_file`) into the raw form, once, and checks
+//! the TLS and `ssl_ca` files. It must not bind ports, open the store, or apply validation
+//! rules itself.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;

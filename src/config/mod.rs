@@ -1,9 +1,10 @@
 //! Configuration: the typed, validated [`Config`] every other module reads.
 //!
-//! Loading (`load.rs`) layers built-in defaults, the TOML file and `SESSIONGATE_…` environment
-//! overrides with figment into a raw, all-optional form; validation (`validate.rs`) is pure and
-//! turns that into [`Config`], collecting every problem with its key path and allowed range.
-//! Nothing here binds a port or opens a store.
+//! Loading (`load.rs`) reads the TOML file (through figment), puts the `SESSIONGATE_…`
+//! environment overrides on top with its own layer, and deserializes the result into a raw,
+//! all-optional form, reading the key files it names; validation (`validate.rs`) is pure,
+//! applies the defaults and turns that into [`Config`], collecting every problem with its key
+//! path and allowed range. Nothing here binds a port or opens the store.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
