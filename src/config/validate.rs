@@ -64,70 +64,30 @@ impl IntKey {
     }
 }
 
-/// Every integer key with a range (`session.expired_status`, a set of two values, is not one).
+/// Every integer key with a range (`session.expired_status`, a set of two values, is not one),
+/// in the README's order. A row per key: path, default, lowest and highest value, unit.
+#[rustfmt::skip]
 pub mod int_keys {
-    use super::{IntKey, Unit};
+    use super::{IntKey, Unit::*};
 
-    const fn key(path: &'static str, default: i64, lo: i64, hi: i64, unit: Unit) -> IntKey {
-        IntKey {
-            path,
-            default,
-            lo,
-            hi,
-            unit,
-        }
+    const fn key(path: &'static str, default: i64, lo: i64, hi: i64, unit: super::Unit) -> IntKey {
+        IntKey { path, default, lo, hi, unit }
     }
 
-    pub const SHUTDOWN_GRACE_SECS: IntKey =
-        key("server.shutdown_grace_secs", 30, 0, 3600, Unit::Seconds);
-    pub const UPSTREAM_TIMEOUT_SECS: IntKey =
-        key("server.upstream_timeout_secs", 30, 1, 3600, Unit::Seconds);
-    pub const HEADER_READ_TIMEOUT_SECS: IntKey =
-        key("server.header_read_timeout_secs", 10, 1, 300, Unit::Seconds);
-    pub const MAX_CONNECTIONS: IntKey =
-        key("server.max_connections", 10_000, 1, 1_000_000, Unit::Count);
-    pub const IDLE_TIMEOUT_SECS: IntKey =
-        key("server.idle_timeout_secs", 60, 1, 3600, Unit::Seconds);
-    pub const BODY_READ_TIMEOUT_SECS: IntKey =
-        key("server.body_read_timeout_secs", 30, 1, 3600, Unit::Seconds);
-    pub const MAX_CONNECTIONS_PER_IP: IntKey = key(
-        "server.max_connections_per_ip",
-        0,
-        0,
-        1_000_000,
-        Unit::Count,
-    );
-    pub const CONNECTION_LIMIT: IntKey = key("store.connection_limit", 50, 1, 10_000, Unit::Count);
-    pub const ACCESS_VALIDITY_SECS: IntKey = key(
-        "tokens.access_token.validity_secs",
-        3600,
-        10,
-        86_400_000,
-        Unit::Seconds,
-    );
-    pub const REFRESH_VALIDITY_HOURS: IntKey = key(
-        "tokens.refresh_token.validity_hours",
-        2400,
-        1,
-        8760,
-        Unit::Hours,
-    );
-    pub const REUSE_GRACE_SECS: IntKey = key(
-        "tokens.refresh_token.reuse_grace_secs",
-        30,
-        0,
-        300,
-        Unit::Seconds,
-    );
-    pub const UPDATE_INTERVAL_HOURS: IntKey = key(
-        "tokens.access_token.signing_key.update_interval_hours",
-        24,
-        1,
-        720,
-        Unit::Hours,
-    );
+    pub const SHUTDOWN_GRACE_SECS: IntKey = key("server.shutdown_grace_secs", 30, 0, 3600, Seconds);
+    pub const UPSTREAM_TIMEOUT_SECS: IntKey = key("server.upstream_timeout_secs", 30, 1, 3600, Seconds);
+    pub const HEADER_READ_TIMEOUT_SECS: IntKey = key("server.header_read_timeout_secs", 10, 1, 300, Seconds);
+    pub const MAX_CONNECTIONS: IntKey = key("server.max_connections", 10_000, 1, 1_000_000, Count);
+    pub const MAX_CONNECTIONS_PER_IP: IntKey = key("server.max_connections_per_ip", 0, 0, 1_000_000, Count);
+    pub const IDLE_TIMEOUT_SECS: IntKey = key("server.idle_timeout_secs", 60, 1, 3600, Seconds);
+    pub const BODY_READ_TIMEOUT_SECS: IntKey = key("server.body_read_timeout_secs", 30, 1, 3600, Seconds);
+    pub const CONNECTION_LIMIT: IntKey = key("store.connection_limit", 50, 1, 10_000, Count);
+    pub const ACCESS_VALIDITY_SECS: IntKey = key("tokens.access_token.validity_secs", 3600, 10, 86_400_000, Seconds);
+    pub const UPDATE_INTERVAL_HOURS: IntKey = key("tokens.access_token.signing_key.update_interval_hours", 24, 1, 720, Hours);
+    pub const REFRESH_VALIDITY_HOURS: IntKey = key("tokens.refresh_token.validity_hours", 2400, 1, 8760, Hours);
+    pub const REUSE_GRACE_SECS: IntKey = key("tokens.refresh_token.reuse_grace_secs", 30, 0, 300, Seconds);
 
-    /// The whole table, in the README's order.
+    /// The whole table.
     pub const ALL: &[IntKey] = &[
         SHUTDOWN_GRACE_SECS,
         UPSTREAM_TIMEOUT_SECS,
