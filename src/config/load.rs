@@ -1,11 +1,19 @@
-//! Loading: finds the configuration file, layers built-in defaults < TOML file <
-//! `SESSIONGATE_…` environment overrides, deserializes the result into the all-optional
-//! [`RawConfig`] and hands it to the pure [`validate`](super::validate::validate).
+//! Loading: finds the configuration file, layers TOML file < `SESSIONGATE_…` environment
+//! overrides (the defaults are the validator's), deserializes the result into the
+//! all-optional [`RawConfig`] and hands it to the pure [`validate`](super::validate::validate).
+//!
+//! Figment only parses the TOML into a value tree and deserializes that tree with key paths in
+//! its errors. The environment layer is this module's own: figment's `Env` cannot address
+//! array elements (`SESSIONGATE_ROUTES__0__UPSTREAM`), and serde stops at the first error, so
+//! `deserialize_raw` drops each bad value and deserializes again until every problem is
+//! listed.
 //!
 //! Owns path resolution, the environment-override syntax, turning parse errors (unknown
-//! keys, wrong types, bad TOML) into [`ConfigProblem`]s that name their key path, and the
-//! few checks that need the filesystem (key files, TLS files). It must not bind ports, open
-//! the store, or apply validation rules itself.
+//! keys, wrong types, words that are not one of an enum's, bad TOML) into [`ConfigProblem`]s
+//! that name their key path, and the few checks that need the filesystem: it reads the key
+//! files (`signing_key.secret_file`, `admin.api_key_file`) into the raw form, once, and checks
+//! the TLS and `ssl_ca` files. It must not bind ports, open the store, or apply validation
+//! rules itself.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -171,19 +179,20 @@ fn load_inner(
     // Layer 3: the environment.
     let overrides = apply_env(&mut tree, env, &mut problems);
 
-    let (raw, poisoned) = deserialize_raw(tree, &overrides, &mut problems);
+    let (raw, mut poisoned) = deserialize_raw(tree, &overrides, &mut problems);
     let Some(mut raw) = raw else {
         return Err(ConfigError { problems });
     };
 
-    check_files(&mut raw, &mut problems);
+    check_files(&mut raw, &mut problems, &mut poisoned);
 
     match super::validate::validate(raw) {
         Ok(config) if problems.is_empty() => Ok(config),
         Ok(_) => Err(ConfigError { problems }),
         Err(e) => {
             // A key that failed to parse was dropped, so the validator may report it as
-            // missing or defaulted; the parse problem is the one to show.
+            // missing or defaulted; the parse problem is the one to show. Likewise for a key
+            // file the loader could not use.
             problems.extend(
                 e.problems
                     .into_iter()
@@ -418,6 +427,17 @@ fn problem_from(err: &figment::Error, env_var: Option<&str>) -> ConfigProblem {
                 format!("one of {}", expected.join(", "))
             },
         ),
+        // The same line whether the word came from the file or the environment.
+        Kind::UnknownVariant(word, allowed) => ConfigProblem::new(
+            key,
+            "not one of the allowed values",
+            format!("{word:?}"),
+            allowed
+                .iter()
+                .map(|w| format!("{w:?}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        ),
         Kind::InvalidType(actual, expected) => ConfigProblem::new(
             key,
             format!("wrong type{from}"),
@@ -493,41 +513,53 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The signing secret in `file`, or the problem that makes it unusable.
+fn read_signing_secret(file: &str) -> Result<Vec<u8>, ConfigProblem> {
+    const KEY: &str = "tokens.access_token.signing_key.secret_file";
+    let min = crate::keys::ring::MIN_STATIC_SECRET_BYTES;
+    match read_secret_file(Path::new(file)) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Err(ConfigProblem::new(
+            KEY,
+            "key file is empty",
+            format!("{file:?}"),
+            "a non-empty key file",
+        )),
+        Ok(bytes) if bytes.len() < min => Err(ConfigProblem::new(
+            KEY,
+            format!("key file holds {} bytes", bytes.len()),
+            format!("{file:?}"),
+            format!("a key file of at least {min} bytes (one trailing newline is not counted)"),
+        )),
+        Ok(bytes) => Ok(bytes),
+        Err(e) => Err(ConfigProblem::new(
+            KEY,
+            format!("cannot read key file: {e}"),
+            format!("{file:?}"),
+            "a readable, non-empty key file",
+        )),
+    }
+}
+
 /// The checks that need the filesystem: key files must be readable and hold a usable key,
-/// TLS files readable. Reads the admin key file into the raw form for the validator.
-fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
-    let secret = raw
+/// TLS files readable. Reads both key files (the signing secret and the admin key) into the
+/// raw form for the validator, so nothing reads them again. The key of a signing secret that
+/// could not be used goes into `unusable`: its problem is reported here, not again by the
+/// validator.
+fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>, unusable: &mut Vec<String>) {
+    let signing_key = raw
         .tokens
-        .as_ref()
-        .and_then(|t| t.access_token.as_ref())
-        .and_then(|a| a.signing_key.as_ref())
-        .and_then(|s| s.secret_file.as_deref())
-        .filter(|s| !s.trim().is_empty());
-    if let Some(file) = secret {
-        let key = "tokens.access_token.signing_key.secret_file";
-        let min = crate::keys::ring::MIN_STATIC_SECRET_BYTES;
-        match read_secret_file(Path::new(file)) {
-            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
-                problems.push(ConfigProblem::new(
-                    key,
-                    "key file is empty",
-                    format!("{file:?}"),
-                    "a non-empty key file",
-                ))
+        .as_mut()
+        .and_then(|t| t.access_token.as_mut())
+        .and_then(|a| a.signing_key.as_mut());
+    if let Some(sk) = signing_key {
+        if let Some(file) = sk.secret_file.as_deref().filter(|s| !s.trim().is_empty()) {
+            match read_signing_secret(file) {
+                Ok(key) => sk.secret_from_file = Some(key),
+                Err(problem) => {
+                    unusable.push(problem.key.clone());
+                    problems.push(problem);
+                }
             }
-            Ok(bytes) if bytes.len() < min => problems.push(ConfigProblem::new(
-                key,
-                format!("key file holds {} bytes", bytes.len()),
-                format!("{file:?}"),
-                format!("a key file of at least {min} bytes (one trailing newline is not counted)"),
-            )),
-            Ok(_) => {}
-            Err(e) => problems.push(ConfigProblem::new(
-                key,
-                format!("cannot read key file: {e}"),
-                format!("{file:?}"),
-                "a readable, non-empty key file",
-            )),
         }
     }
 

@@ -1,13 +1,16 @@
 //! Configuration: the typed, validated [`Config`] every other module reads.
 //!
-//! Loading (`load.rs`) layers built-in defaults, the TOML file and `SESSIONGATE_…` environment
-//! overrides with figment into a raw, all-optional form; validation (`validate.rs`) is pure and
-//! turns that into [`Config`], collecting every problem with its key path and allowed range.
-//! Nothing here binds a port or opens a store.
+//! Loading (`load.rs`) reads the TOML file (through figment), puts the `SESSIONGATE_…`
+//! environment overrides on top with its own layer, and deserializes the result into a raw,
+//! all-optional form, reading the key files it names; validation (`validate.rs`) is pure,
+//! applies the defaults and turns that into [`Config`], collecting every problem with its key
+//! path and allowed range. Nothing here binds a port or opens the store.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 pub mod load;
 mod problem;
@@ -195,17 +198,36 @@ pub struct AccessTokenConfig {
 pub struct SigningKeyConfig {
     pub dynamic: bool,
     pub update_interval_hours: u32,
-    /// A static key the operator manages; when set, dynamic keys are off. Its bytes are the
-    /// key (see [`read_secret_file`](load::read_secret_file)).
-    pub secret_file: Option<PathBuf>,
+    /// A static key the operator manages; when set, dynamic keys are off.
+    pub secret_file: Option<SecretFile>,
     pub algorithm: SigningAlgorithm,
 }
 
+/// `signing_key.secret_file`: its path and the key it held when the configuration was loaded
+/// (read once, by the loader, with [`read_secret_file`](load::read_secret_file)).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    pub path: PathBuf,
+    /// The file's exact bytes minus one trailing newline: at least 32 of them.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFile")
+            .field("path", &self.path)
+            .field("key", &"***")
+            .finish()
+    }
+}
+
 /// How access tokens are signed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SigningAlgorithm {
     #[default]
+    #[serde(rename = "HS256")]
     Hs256,
+    #[serde(rename = "EdDSA")]
     EdDsa,
 }
 
@@ -234,9 +256,11 @@ pub struct CookieConfig {
     pub same_site: SameSite,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SameSite {
     Strict,
+    #[default]
     Lax,
     None,
 }
@@ -260,8 +284,10 @@ pub struct SessionConfig {
 }
 
 /// What a detected token theft revokes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TheftAction {
+    #[default]
     RevokeSession,
     RevokeAllUserSessions,
 }
@@ -300,8 +326,10 @@ pub struct LoggingConfig {
     pub format: LogFormat,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
+    #[default]
     Pretty,
     Json,
 }
@@ -325,23 +353,29 @@ pub struct Route {
 
 /// `routes[].path_params`: the route is chosen on the path with every segment's `;…` removed;
 /// this says whether such a request is refused or forwarded with that stripped path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PathParams {
     /// 400: the path carries `;` parameters.
+    #[default]
     Reject,
     /// Forward the path with the parameters removed (the path that was routed).
     Strip,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMode {
+    #[default]
     Required,
     Optional,
     Public,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AntiCsrfMode {
+    #[default]
     NonGet,
     Always,
     Never,

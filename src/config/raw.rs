@@ -5,9 +5,31 @@
 //! denies unknown keys, so a misspelt key is reported instead of silently ignored. Integers
 //! are `i64` (what TOML holds) so that out-of-range values, negative ones included, reach the
 //! validator and are reported with their allowed range rather than as a type error.
+//! Keys with a fixed set of words are read straight into their enums (the spellings are the
+//! enums' serde names); the loader reports any other word with the allowed ones.
 //! This module must not apply defaults, enforce ranges or touch the filesystem.
 
-use serde::Deserialize;
+use serde::de::value::StringDeserializer;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use super::{
+    AntiCsrfMode, AuthMode, LogFormat, PathParams, SameSite, SigningAlgorithm, TheftAction,
+};
+
+/// A configuration enum, read from a string only. Figment would also take an integer as a
+/// variant index (`format = 1` as `json`) and a table as a variant with data; here both are
+/// wrong types, as for any other string key, and an unknown word is an unknown variant.
+fn word<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    T::deserialize(StringDeserializer::<D::Error>::new(text)).map(Some)
+}
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,13 +103,32 @@ pub struct RawAccessToken {
     pub signing_key: Option<RawSigningKey>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSigningKey {
     pub dynamic: Option<bool>,
     pub update_interval_hours: Option<i64>,
     pub secret_file: Option<String>,
-    pub algorithm: Option<String>,
+    #[serde(default, deserialize_with = "word")]
+    pub algorithm: Option<SigningAlgorithm>,
+    /// The key held by `secret_file`, filled in by the loader (never from TOML).
+    #[serde(skip)]
+    pub secret_from_file: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RawSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSigningKey")
+            .field("dynamic", &self.dynamic)
+            .field("update_interval_hours", &self.update_interval_hours)
+            .field("secret_file", &self.secret_file)
+            .field("algorithm", &self.algorithm)
+            .field(
+                "secret_from_file",
+                &self.secret_from_file.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -104,7 +145,8 @@ pub struct RawRefreshToken {
 pub struct RawCookie {
     pub domain: Option<String>,
     pub secure: Option<bool>,
-    pub same_site: Option<String>,
+    #[serde(default, deserialize_with = "word")]
+    pub same_site: Option<SameSite>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -112,7 +154,8 @@ pub struct RawCookie {
 pub struct RawSession {
     pub logout_path: Option<String>,
     pub expired_status: Option<i64>,
-    pub theft_action: Option<String>,
+    #[serde(default, deserialize_with = "word")]
+    pub theft_action: Option<TheftAction>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -156,7 +199,8 @@ impl std::fmt::Debug for RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     pub level: Option<String>,
-    pub format: Option<String>,
+    #[serde(default, deserialize_with = "word")]
+    pub format: Option<LogFormat>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -166,10 +210,13 @@ pub struct RawRoute {
     pub path_prefix: Option<String>,
     pub host: Option<String>,
     pub upstream: Option<String>,
-    pub auth: Option<String>,
-    pub anti_csrf: Option<String>,
+    #[serde(default, deserialize_with = "word")]
+    pub auth: Option<AuthMode>,
+    #[serde(default, deserialize_with = "word")]
+    pub anti_csrf: Option<AntiCsrfMode>,
     pub session_control: Option<bool>,
     pub login_redirect: Option<String>,
-    pub path_params: Option<String>,
+    #[serde(default, deserialize_with = "word")]
+    pub path_params: Option<PathParams>,
     pub case_insensitive: Option<bool>,
 }

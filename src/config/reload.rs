@@ -97,7 +97,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         (
             "tokens.access_token.signing_key.secret_file",
-            ok.secret_file != nk.secret_file,
+            ok.secret_file.as_ref().map(|f| &f.path) != nk.secret_file.as_ref().map(|f| &f.path),
         ),
         (
             "tokens.access_token.signing_key.algorithm",
@@ -180,8 +180,8 @@ mod tests {
 
     use super::*;
     use crate::config::{
-        load_from_str, Cidr, LogFormat, ServerConfig, SigningAlgorithm, StoreUrl, TheftAction,
-        TlsConfig,
+        load_from_str, Cidr, LogFormat, SecretFile, ServerConfig, SigningAlgorithm, StoreUrl,
+        TheftAction, TlsConfig,
     };
 
     fn base() -> Config {
@@ -284,7 +284,12 @@ upstream = "http://127.0.0.1:9000"
             &["tokens.access_token.signing_key.update_interval_hours"],
         );
         check(
-            |c| c.tokens.access_token.signing_key.secret_file = Some("s".into()),
+            |c| {
+                c.tokens.access_token.signing_key.secret_file = Some(SecretFile {
+                    path: "s".into(),
+                    key: vec![7; 32],
+                })
+            },
             &["tokens.access_token.signing_key.secret_file"],
         );
         check(

@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use super::validate::{int_keys, IntKey};
 use super::*;
 
 /// The effective configuration with every default filled in and secrets masked.
@@ -37,6 +38,20 @@ fn q(s: &str) -> String {
     out
 }
 
+/// A configuration enum as the file spells it (its serde name), quoted.
+fn word<T: serde::Serialize>(value: T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => q(&name),
+        // Every configuration enum is a set of unit variants, serialized as strings.
+        other => unreachable!("a configuration enum serialized as {other:?}"),
+    }
+}
+
+/// An integer key, named as the key table names it.
+fn int(out: &mut String, key: &IntKey, value: impl std::fmt::Display) -> std::fmt::Result {
+    writeln!(out, "{} = {value}", key.name())
+}
+
 fn list<I: IntoIterator<Item = String>>(items: I) -> String {
     let items: Vec<String> = items.into_iter().map(|s| q(&s)).collect();
     format!("[{}]", items.join(", "))
@@ -47,24 +62,32 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "[server]")?;
     writeln!(out, "listen = {}", q(&s.listen.to_string()))?;
     writeln!(out, "admin_listen = {}", q(&s.admin_listen.to_string()))?;
-    writeln!(out, "shutdown_grace_secs = {}", s.shutdown_grace.as_secs())?;
-    writeln!(
+    int(
         out,
-        "upstream_timeout_secs = {}",
-        s.upstream_timeout.as_secs()
+        &int_keys::SHUTDOWN_GRACE_SECS,
+        s.shutdown_grace.as_secs(),
     )?;
-    writeln!(
+    int(
         out,
-        "header_read_timeout_secs = {}",
-        s.header_read_timeout.as_secs()
+        &int_keys::UPSTREAM_TIMEOUT_SECS,
+        s.upstream_timeout.as_secs(),
     )?;
-    writeln!(out, "max_connections = {}", s.max_connections)?;
-    writeln!(out, "max_connections_per_ip = {}", s.max_connections_per_ip)?;
-    writeln!(out, "idle_timeout_secs = {}", s.idle_timeout.as_secs())?;
-    writeln!(
+    int(
         out,
-        "body_read_timeout_secs = {}",
-        s.body_read_timeout.as_secs()
+        &int_keys::HEADER_READ_TIMEOUT_SECS,
+        s.header_read_timeout.as_secs(),
+    )?;
+    int(out, &int_keys::MAX_CONNECTIONS, s.max_connections)?;
+    int(
+        out,
+        &int_keys::MAX_CONNECTIONS_PER_IP,
+        s.max_connections_per_ip,
+    )?;
+    int(out, &int_keys::IDLE_TIMEOUT_SECS, s.idle_timeout.as_secs())?;
+    int(
+        out,
+        &int_keys::BODY_READ_TIMEOUT_SECS,
+        s.body_read_timeout.as_secs(),
     )?;
     writeln!(
         out,
@@ -92,7 +115,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     let st = &c.store;
     writeln!(out, "\n[store]")?;
     writeln!(out, "url = {}", q(&st.url.masked()))?;
-    writeln!(out, "connection_limit = {}", st.connection_limit)?;
+    int(out, &int_keys::CONNECTION_LIMIT, st.connection_limit)?;
     writeln!(out, "auto_migrate = {}", st.auto_migrate)?;
     writeln!(out, "\n[store.tables]")?;
     writeln!(out, "signing_key = {}", q(&st.tables.signing_key))?;
@@ -103,16 +126,20 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "enable_anti_csrf = {}", t.enable_anti_csrf)?;
     let at = &t.access_token;
     writeln!(out, "\n[tokens.access_token]")?;
-    writeln!(out, "validity_secs = {}", at.validity_secs)?;
+    int(out, &int_keys::ACCESS_VALIDITY_SECS, at.validity_secs)?;
     writeln!(out, "blacklisting = {}", at.blacklisting)?;
     writeln!(out, "path = {}", q(&at.path))?;
     let sk = &at.signing_key;
     writeln!(out, "\n[tokens.access_token.signing_key]")?;
     writeln!(out, "dynamic = {}", sk.dynamic)?;
-    writeln!(out, "update_interval_hours = {}", sk.update_interval_hours)?;
-    writeln!(out, "algorithm = {}", q(sk.algorithm.as_str()))?;
+    int(
+        out,
+        &int_keys::UPDATE_INTERVAL_HOURS,
+        sk.update_interval_hours,
+    )?;
+    writeln!(out, "algorithm = {}", word(sk.algorithm))?;
     match &sk.secret_file {
-        Some(f) => writeln!(out, "secret_file = {}", q(&f.display().to_string()))?,
+        Some(f) => writeln!(out, "secret_file = {}", q(&f.path.display().to_string()))?,
         None => writeln!(
             out,
             "# secret_file unset: keys are generated and kept in the store"
@@ -120,10 +147,10 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     }
     let rt = &t.refresh_token;
     writeln!(out, "\n[tokens.refresh_token]")?;
-    writeln!(out, "validity_hours = {}", rt.validity_hours)?;
+    int(out, &int_keys::REFRESH_VALIDITY_HOURS, rt.validity_hours)?;
     writeln!(out, "removal_cron = {}", q(&rt.removal_cron))?;
     writeln!(out, "renew_path = {}", q(&rt.renew_path))?;
-    writeln!(out, "reuse_grace_secs = {}", rt.reuse_grace_secs)?;
+    int(out, &int_keys::REUSE_GRACE_SECS, rt.reuse_grace_secs)?;
 
     let ck = &c.cookie;
     writeln!(out, "\n[cookie]")?;
@@ -132,11 +159,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         None => writeln!(out, "# domain unset: host-only cookies")?,
     }
     writeln!(out, "secure = {}", ck.secure)?;
-    writeln!(
-        out,
-        "same_site = {}",
-        q(&ck.same_site.as_attr().to_ascii_lowercase())
-    )?;
+    writeln!(out, "same_site = {}", word(ck.same_site))?;
 
     let se = &c.session;
     writeln!(out, "\n[session]")?;
@@ -148,11 +171,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         )?,
     }
     writeln!(out, "expired_status = {}", se.expired_status)?;
-    let theft = match se.theft_action {
-        TheftAction::RevokeSession => "revoke_session",
-        TheftAction::RevokeAllUserSessions => "revoke_all_user_sessions",
-    };
-    writeln!(out, "theft_action = {}", q(theft))?;
+    writeln!(out, "theft_action = {}", word(se.theft_action))?;
 
     let id = &c.identity;
     writeln!(out, "\n[identity]")?;
@@ -179,11 +198,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
 
     writeln!(out, "\n[logging]")?;
     writeln!(out, "level = {}", q(&c.logging.level))?;
-    let format = match c.logging.format {
-        LogFormat::Pretty => "pretty",
-        LogFormat::Json => "json",
-    };
-    writeln!(out, "format = {}", q(format))?;
+    writeln!(out, "format = {}", word(c.logging.format))?;
 
     for r in &c.routes {
         writeln!(out, "\n[[routes]]")?;
@@ -193,24 +208,10 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
             writeln!(out, "host = {}", q(h))?;
         }
         writeln!(out, "upstream = {}", q(&r.upstream.to_string()))?;
-        let auth = match r.auth {
-            AuthMode::Required => "required",
-            AuthMode::Optional => "optional",
-            AuthMode::Public => "public",
-        };
-        writeln!(out, "auth = {}", q(auth))?;
-        let csrf = match r.anti_csrf {
-            AntiCsrfMode::NonGet => "non_get",
-            AntiCsrfMode::Always => "always",
-            AntiCsrfMode::Never => "never",
-        };
-        writeln!(out, "anti_csrf = {}", q(csrf))?;
+        writeln!(out, "auth = {}", word(r.auth))?;
+        writeln!(out, "anti_csrf = {}", word(r.anti_csrf))?;
         writeln!(out, "session_control = {}", r.session_control)?;
-        let params = match r.path_params {
-            PathParams::Reject => "reject",
-            PathParams::Strip => "strip",
-        };
-        writeln!(out, "path_params = {}", q(params))?;
+        writeln!(out, "path_params = {}", word(r.path_params))?;
         writeln!(out, "case_insensitive = {}", r.case_insensitive)?;
         if let Some(l) = &r.login_redirect {
             writeln!(out, "login_redirect = {}", q(l))?;

@@ -1,6 +1,8 @@
-//! Table tests for loading, validation and rendering. Each case goes through one `check`
-//! helper: TOML in, either success or the exact set of key paths reported (with a fragment
-//! each message must contain). No test touches the process environment.
+//! The configuration suite: loading, validation and rendering, table-driven. Each case goes
+//! through one `check` helper: TOML (and environment overrides) in, either success or the
+//! exact list of key paths reported, in order, with a fragment each line must contain. Where
+//! the wording is the contract (ranges, enum words) whole lines are asserted. No test touches
+//! the process environment. (The binary's exit codes are tested in `tests/cli.rs`.)
 
 use super::load::{load_with_env, resolve_config_path, ConfigSource};
 use super::*;
@@ -70,39 +72,36 @@ fn shipped_gateway_toml_loads() {
     assert_eq!(c.store.url, StoreUrl::Sqlite("sessiongate.db".into()));
     assert!(c.cookie.secure);
     assert_eq!(c.routes.len(), 2);
+    // Secrets aside, the rendering loads back to the same configuration.
+    let again = load_from_str(&render_masked(&c)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(render_masked(&again), render_masked(&c));
 }
 
+/// The defaults that are not integers (those are `integer_keys_follow_the_key_table`'s).
 #[test]
 fn defaults() {
     let c = run("", &[]).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
-    assert_eq!(c.server.shutdown_grace.as_secs(), 30);
-    assert_eq!(c.server.upstream_timeout.as_secs(), 30);
-    assert_eq!(c.server.header_read_timeout.as_secs(), 10);
-    assert_eq!(c.server.max_connections, 10_000);
     assert_eq!(c.store.url, StoreUrl::Sqlite("sessiongate.db".into()));
-    assert_eq!(c.store.connection_limit, 50);
     assert!(c.store.auto_migrate);
     assert_eq!(c.store.tables, TableNames::default());
-    assert_eq!(c.tokens.access_token.validity_secs, 3600);
     assert!(!c.tokens.access_token.blacklisting);
     assert_eq!(c.tokens.access_token.path, "/");
     assert!(c.tokens.access_token.signing_key.dynamic);
-    assert_eq!(c.tokens.access_token.signing_key.update_interval_hours, 24);
     assert_eq!(
         c.tokens.access_token.signing_key.algorithm,
         SigningAlgorithm::Hs256
     );
-    assert_eq!(c.tokens.refresh_token.validity_hours, 2400);
     assert_eq!(c.tokens.refresh_token.removal_cron, "0 0 0 1-31/7 * *");
-    assert_eq!(c.tokens.refresh_token.reuse_grace_secs, 30);
     assert!(c.tokens.enable_anti_csrf);
     assert!(c.cookie.secure);
+    assert_eq!(c.cookie.domain, None);
     assert_eq!(c.cookie.same_site, SameSite::Lax);
     assert_eq!(c.session.expired_status, 401);
     assert_eq!(c.session.theft_action, TheftAction::RevokeSession);
     assert_eq!(c.identity.user_id_header, "x-user-id");
+    assert!(c.admin.api_key.is_none());
     assert_eq!(c.logging.level, "info");
     assert_eq!(c.logging.format, LogFormat::Pretty);
     let r = &c.routes[0];
@@ -115,10 +114,15 @@ fn defaults() {
         ),
         ("/", AuthMode::Required, AntiCsrfMode::NonGet, false)
     );
+    assert_eq!(
+        (r.path_params, r.case_insensitive),
+        (PathParams::Reject, false)
+    );
 }
 
+/// Two out-of-range keys and a missing required one: all three reported, one line each.
 #[test]
-fn all_problems_at_once() {
+fn out_of_range_and_missing_keys_are_reported_together() {
     let toml = "[tokens.access_token]\nvalidity_secs = 5\n\
                 [tokens.access_token.signing_key]\nupdate_interval_hours = 0\n";
     let (text, _) = complete(toml);
@@ -134,6 +138,110 @@ fn all_problems_at_once() {
         "{e}"
     );
     assert_eq!(e.to_string().lines().count(), 3);
+}
+
+/// Every key whose value is one of a set of words: its words (declaration order, the first
+/// the default).
+const ENUM_KEYS: &[(&str, &[&str])] = &[
+    (
+        "tokens.access_token.signing_key.algorithm",
+        &["HS256", "EdDSA"],
+    ),
+    ("cookie.same_site", &["strict", "lax", "none"]),
+    (
+        "session.theft_action",
+        &["revoke_session", "revoke_all_user_sessions"],
+    ),
+    ("logging.format", &["pretty", "json"]),
+    ("routes[0].auth", &["required", "optional", "public"]),
+    ("routes[0].anti_csrf", &["non_get", "always", "never"]),
+    ("routes[0].path_params", &["reject", "strip"]),
+];
+
+/// `key = value` as TOML: top-level dotted for sections, inside the one route for routes.
+fn set(key: &str, value: &str) -> String {
+    match key.strip_prefix("routes[0].") {
+        Some(field) => {
+            format!("[[routes]]\nname = \"app\"\nupstream = \"http://a\"\n{field} = {value}")
+        }
+        None => format!("{key} = {value}"),
+    }
+}
+
+/// `SESSIONGATE_…` name of a key path (`routes[0].auth` → `SESSIONGATE_ROUTES__0__AUTH`).
+fn env_name(key: &str) -> String {
+    let path = key.replace("[", ".").replace(']', "").replace('.', "__");
+    format!("SESSIONGATE_{}", path.to_ascii_uppercase())
+}
+
+/// Enum keys: each word loads, from the file and from the environment, and renders back as
+/// written; any other word, from either, is reported with the same line listing the words
+/// (the line these keys have always had); a value that is not a string is a wrong type.
+#[test]
+fn enum_keys_take_exactly_their_words() {
+    for (key, words) in ENUM_KEYS {
+        let name = key.rsplit('.').next().unwrap();
+        // A secret file would be needed for a static key; EdDSA is fine without one.
+        for word in *words {
+            let quoted = format!("{word:?}");
+            let c = run(&set(key, &quoted), &[]).unwrap_or_else(|e| panic!("{key} = {word}: {e}"));
+            let line = format!("{name} = {quoted}");
+            assert!(
+                render_masked(&c).lines().any(|l| l == line),
+                "{key}: {line} not rendered"
+            );
+            let c = run("", &[(&env_name(key), word)]).unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert!(
+                render_masked(&c).lines().any(|l| l == line),
+                "{key}: env {word}"
+            );
+        }
+        let allowed: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+        let allowed = allowed.join(" | ");
+        // Spellings are exact: another case of a word is another word.
+        let recased = match words[0].to_ascii_uppercase() {
+            upper if upper == words[0] => upper.to_ascii_lowercase(),
+            upper => upper,
+        };
+        for bad in ["nope", &recased, "1"] {
+            let want =
+                format!("{key}: not one of the allowed values (got {bad:?}; allowed {allowed})");
+            let e = run(&set(key, &format!("{bad:?}")), &[]).unwrap_err();
+            assert_eq!(e.to_string(), want, "file");
+            let e = run("", &[(&env_name(key), bad)]).unwrap_err();
+            assert_eq!(e.to_string(), want, "environment");
+        }
+        for (value, got) in [
+            ("1", "signed int `1`"),
+            ("true", "bool true"),
+            ("{ a = 1 }", "map"),
+        ] {
+            let e = run(&set(key, value), &[]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("{key}: wrong type (got {got}; allowed a string)")
+            );
+        }
+    }
+}
+
+/// Enum words are parse problems: they come before the validator's, each on its own line.
+#[test]
+fn enum_and_range_problems_are_reported_together() {
+    let e = run(
+        "tokens.access_token.validity_secs = 5\ncookie.same_site = \"x\"\nlogging.format = \"z\"",
+        &[],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "cookie.same_site: not one of the allowed values (got \"x\"; allowed \"strict\" | \"lax\" | \"none\")",
+            "logging.format: not one of the allowed values (got \"z\"; allowed \"pretty\" | \"json\")",
+            "tokens.access_token.validity_secs: out of range (got 5; allowed 10..=86400000)",
+        ]
+    );
 }
 
 #[test]
@@ -153,6 +261,13 @@ fn rules() {
             ("server.trusted_proxies[0]", "prefix length"),
             ("server.trusted_proxies[1]", "got \"nope\""),
         ]),
+        ("[server]\npublic_origins = [\"https://app.example.com\", \"http://[::1]:8080\"]", &[]),
+        ("[server]\npublic_origins = [\"https://app.example.com/\"]", &[("server.public_origins[0]", "has a path")]),
+        ("[server]\npublic_origins = [\"https://app.example.com/login\"]", &[("server.public_origins[0]", "has a path")]),
+        ("[server]\npublic_origins = [\"ftp://app.example.com\"]", &[("server.public_origins[0]", "http or https")]),
+        ("[server]\npublic_origins = [\"app.example.com\"]", &[("server.public_origins[0]", "no scheme")]),
+        ("[server]\npublic_origins = [\"https://*.example.com\"]", &[("server.public_origins[0]", "wildcards")]),
+        ("[server]\npublic_origins = [\"https://a.example\", \"https://A.example:443\"]", &[("server.public_origins[1]", "listed twice")]),
         ("[server.tls]\ncert = \"c.pem\"", &[("server.tls.key", "both")]),
         ("[server.tls]\nkey = \"k.pem\"", &[("server.tls.cert", "both")]),
         ("[server.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"", &[
@@ -165,9 +280,24 @@ fn rules() {
         ("[store]\nurl = \"mysql://u:hunter2@db:3306\"", &[("store.url", "no database")]),
         ("[store]\nurl = \"postgres://u:hunter2@db/x\"", &[("store.url", "u:***@db")]),
         ("[store]\nurl = \"sqlite://\"", &[("store.url", "file path")]),
+        // TLS to MySQL: the driver's parameters pass; a wrong one names store.url.
+        ("[store]\nurl = \"mysql://u:p@db:3306/auth?require_ssl=true\"", &[]),
+        ("[store]\nurl = \"mysql://u:p@db/auth?require_ssl=true&verify_identity=false\"", &[]),
+        ("[store]\nurl = \"mysql://u:p@db/auth?require_ssl=true&built_in_roots=false\"", &[("store.url", "built_in_roots")]),
+        ("[store]\nurl = \"mysql://u:p@db/auth?require_ssl=yes\"", &[("store.url", "require_ssl")]),
+        ("[store]\nurl = \"mysql://u:p@db/auth?sslmode=REQUIRED\"", &[("store.url", "sslmode")]),
+        ("[store]\nurl = \"mysql://u:p@db/auth?ssl_ca=/nonexistent/ca.pem\"", &[("store.url", "unusable ssl_ca file")]),
+        ("[store]\nurl = \"mysql://u:p@db/auth?ssl_ca=Cargo.toml\"", &[("store.url", "unusable ssl_ca file")]),
+        // Database passwords shipped in deploy/, gateway.toml and the README.
+        ("[store]\nurl = \"mysql://sessiongate:change-me@db:3306/auth_session\"", &[("store.url", "shipped placeholder")]),
+        ("[store]\nurl = \"mysql://user:password@db:3306/auth_session\"", &[("store.url", "shipped placeholder")]),
+        ("[store]\nurl = \"mysql://user:s3cret-of-mine@db:3306/auth_session\"", &[]),
+        ("[store]\nurl = \"mysql://root@db:3306/auth_session\"", &[]),
         ("[store]\nconnection_limit = 10001", &[("store.connection_limit", "1..=10000")]),
         ("[store]\nauto_migrate = false", &[]),
         ("[store.tables]\nsigning_key = \"bad-name\"", &[("store.tables.signing_key", "[A-Za-z0-9_]{1,64}")]),
+        ("[store.tables]\nsigning_key = \"keys; DROP TABLE x\"", &[("store.tables.signing_key", "not a valid table name")]),
+        ("[store.tables]\nrefresh_tokens = \"\"", &[("store.tables.refresh_tokens", "not a valid table name")]),
         ("[store.tables]\nsigning_key = \"t\"\nrefresh_tokens = \"t\"", &[("store.tables.refresh_tokens", "same table")]),
         // tokens
         ("[tokens.access_token]\nvalidity_secs = 86400001", &[("tokens.access_token.validity_secs", "10..=86400000")]),
@@ -179,6 +309,8 @@ fn rules() {
         ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"0 0 * * *\"", &[("tokens.refresh_token.removal_cron", "not a valid cron")]),
         ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"0 61 * * * *\"", &[("tokens.refresh_token.removal_cron", "not a valid cron")]),
         ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"0 30 3 * * *\"", &[]),
+        ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"0 */5 * * * *\"", &[]),
+        ("[tokens.refresh_token]\nrenew_path = \"/r\"\nremoval_cron = \"every day\"", &[("tokens.refresh_token.removal_cron", "not a valid cron")]),
         ("[tokens.refresh_token]\nrenew_path = \"r\"", &[("tokens.refresh_token.renew_path", "start with /")]),
         ("[tokens.refresh_token]\nrenew_path = \"/r\"\nreuse_grace_secs = 301", &[("tokens.refresh_token.reuse_grace_secs", "0..=300")]),
         // cookie
@@ -204,6 +336,8 @@ fn rules() {
         ("[identity]\nsession_handle_header = \"X_Session\"", &[("identity.session_handle_header", "contains `_`")]),
         ("[identity]\njwt_payload_header = \"x-jwt_payload\"", &[("identity.jwt_payload_header", "contains `_`")]),
         ("[identity]\njwt_payload_header = \"x-user-id\"", &[("identity.jwt_payload_header", "same header")]),
+        // The clash is reported on the later of the two keys.
+        ("[identity]\nuser_id_header = \"x-session-handle\"", &[("identity.session_handle_header", "same header")]),
         // cors
         ("[cors]\nallowed_origins = [\"https://app.example.com\", \"http://localhost:3000\"]", &[]),
         ("[cors]\nallowed_origins = [\"*\", \"https://a.com/\", \"a.com\"]", &[
@@ -211,17 +345,25 @@ fn rules() {
             ("cors.allowed_origins[1]", "path"),
             ("cors.allowed_origins[2]", "scheme"),
         ]),
+        ("[cors]\nallowed_origins = [\"https://app.example.com:8443\"]", &[]),
         // admin
         ("[admin]\napi_key = \"0123456789abcdef\"", &[]),
         ("[admin]\napi_key = \"short-secret\"", &[("admin.api_key", "at least 16")]),
         ("[admin]\napi_key = \"0123456789abcdef\"\napi_key_file = \"k\"", &[("admin.api_key", "not both")]),
         ("[admin]\napi_key_file = \"/nonexistent/admin.key\"", &[("admin.api_key_file", "cannot read")]),
+        // Keys shipped in deploy/, gateway.toml and the README, or edits of them.
+        ("[admin]\napi_key = \"example-admin-key-change-me-0123456789\"", &[("admin.api_key", "shipped placeholder")]),
+        ("[admin]\napi_key = \"change-me-to-a-long-random-string\"", &[("admin.api_key", "shipped placeholder")]),
+        ("[admin]\napi_key = \"change-me-to-a-long-random-string-2\"", &[("admin.api_key", "shipped placeholder")]),
+        ("[admin]\napi_key = \"a-key-of-my-own-0123456789\"", &[]),
         // logging
         ("[logging]\nlevel = \"sessiongate=debug,info\"\nformat = \"json\"", &[]),
         ("[logging]\nlevel = \" \"", &[("logging.level", "empty")]),
         ("[logging]\nlevel = \"x=notalevel\"", &[("logging.level", "tracing filter")]),
         ("[logging]\nlevel = \"WARN\"", &[]),
         ("[logging]\nlevel = \"warning\"", &[("logging.level", "not a level")]),
+        ("[logging]\nlevel = \"verbose\"", &[("logging.level", "not a level")]),
+        ("[logging]\nlevel = \"info,sessiongate\"", &[("logging.level", "\"sessiongate\" is not a level")]),
         ("[logging]\nlevel = \"info,hyper\"", &[("logging.level", "\"hyper\" is not a level")]),
         ("[logging]\nlevel = \"info,hyper=warn,[request]=debug\"", &[]),
         ("[logging]\nformat = \"xml\"", &[("logging.format", "\"pretty\" | \"json\"")]),
@@ -232,6 +374,14 @@ fn rules() {
         ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n[[routes]]\nname = \"a\"\npath_prefix = \"/x\"\nupstream = \"http://a\"", &[("routes[1].name", "same name as routes[0]")]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n[[routes]]\nname = \"b\"\nupstream = \"http://b\"", &[("routes[1].path_prefix", "same host and path_prefix")]),
         ("[[routes]]\nname = \"a\"\npath_prefix = \"api\"\nupstream = \"http://a\"", &[("routes[0].path_prefix", "start with /")]),
+        // Prefixes must be written in the normalised form requests are matched in.
+        ("[[routes]]\nname = \"a\"\npath_prefix = \"/%61pi\"\nupstream = \"http://a\"", &[("routes[0].path_prefix", "e.g. \"/api\"")]),
+        ("[[routes]]\nname = \"a\"\npath_prefix = \"/api;v=1\"\nupstream = \"http://a\"", &[("routes[0].path_prefix", "normalised form")]),
+        ("[[routes]]\nname = \"a\"\npath_prefix = \"/caf%c3%a9\"\nupstream = \"http://a\"", &[("routes[0].path_prefix", "e.g. \"/caf%C3%A9\"")]),
+        ("[[routes]]\nname = \"a\"\npath_prefix = \"/%252e\"\nupstream = \"http://a\"", &[("routes[0].path_prefix", "double-encoded")]),
+        ("[[routes]]\nname = \"a\"\npath_prefix = \"/caf%C3%A9/\"\nupstream = \"http://a\"", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\npath_params = \"strip\"\ncase_insensitive = true", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\ncase_insensitive = \"yes\"", &[("routes[0].case_insensitive", "wrong type")]),
         ("[[routes]]\nname = \"a\"\nhost = \"app.example.com\"\nupstream = \"https://a:8443/base\"", &[]),
         ("[[routes]]\nname = \"a\"\nhost = \"app.example.com:8443\"\nupstream = \"http://a\"", &[("routes[0].host", "has a port")]),
         ("[[routes]]\nname = \"a\"\nhost = \"http://app\"\nupstream = \"http://a\"", &[("routes[0].host", "scheme")]),
@@ -248,6 +398,7 @@ fn rules() {
         // parse-level problems
         ("[tokens.access_token]\nvaliditysecs = 60", &[("tokens.access_token.validitysecs", "unknown key")]),
         ("nonsense = 1", &[("nonsense", "unknown key")]),
+        ("storage.url = \"x\"", &[("storage", "unknown key")]),
         ("[tokens.access_token]\nvalidity_secs = \"60\"", &[("tokens.access_token.validity_secs", "wrong type (got string \"60\"; allowed an integer)")]),
         ("[cookie]\nsecure = \"yes\"\nsame_site = 1", &[
             ("cookie.same_site", "wrong type"),
@@ -288,6 +439,25 @@ fn environment_overrides() {
     assert_eq!(c.server.trusted_proxies.len(), 2);
     assert_eq!(c.store.url.masked(), "mysql://u:***@db:3306/auth_session");
     assert_eq!(c.routes[0].upstream.to_string(), "http://app:3000/");
+
+    // A list from one variable, kept the way browsers write `Origin` (lower case, no
+    // default port).
+    let c = run(
+        "",
+        &[(
+            "SESSIONGATE_SERVER__PUBLIC_ORIGINS",
+            "https://App.Example.com:443, http://b.example:80, https://c.example:8443",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.public_origins,
+        [
+            "https://app.example.com",
+            "http://b.example",
+            "https://c.example:8443"
+        ]
+    );
 
     check_env(
         "",
@@ -372,7 +542,35 @@ fn key_files_are_read() {
         &[],
     )
     .unwrap();
-    assert!(!c.tokens.access_token.signing_key.dynamic);
+    let sk = &c.tokens.access_token.signing_key;
+    assert!(!sk.dynamic);
+    // Read once, here: the configuration holds the key, and never prints it.
+    assert_eq!(
+        sk.secret_file.as_ref().map(|f| &f.key[..]),
+        Some(&[0xa5u8; 32][..])
+    );
+    assert!(!format!("{c:?}").contains("165, 165"), "{c:?}");
+    let jwt_file = format!("secret_file = {:?}", jwt.display().to_string());
+    check(
+        &format!("[tokens.access_token.signing_key]\n{jwt_file}\nalgorithm = \"HS256\""),
+        &[],
+    );
+    check(
+        &format!("[tokens.access_token.signing_key]\n{jwt_file}\nalgorithm = \"EdDSA\""),
+        &[(
+            "tokens.access_token.signing_key.algorithm",
+            "EdDSA conflicts with secret_file",
+        )],
+    );
+    // A file that cannot be used is reported once; the conflicts with it are still named.
+    check(
+        "[tokens.access_token.signing_key]\nsecret_file = \"/nonexistent/key\"\ndynamic = true\nalgorithm = \"EdDSA\"",
+        &[
+            ("tokens.access_token.signing_key.secret_file", "cannot read key file"),
+            ("tokens.access_token.signing_key.algorithm", "EdDSA conflicts"),
+            ("tokens.access_token.signing_key.dynamic", "true conflicts"),
+        ],
+    );
     check(
         &format!(
             "[tokens.access_token.signing_key]\ndynamic = true\nsecret_file = {:?}",
@@ -392,8 +590,85 @@ fn key_files_are_read() {
     );
 }
 
+/// `signing_key.secret_file` holds the key as raw bytes: binary content is fine, only one
+/// trailing newline is dropped, and fewer than 32 bytes is reported by the loader (so
+/// `check-config` says so, not only `serve`).
 #[test]
-fn masked_rendering_hides_secrets_and_round_trips() {
+fn secret_file_is_read_as_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let binary: Vec<u8> = (0u8..=255).rev().take(40).collect();
+    let cases: Vec<(&[u8], &[u8])> = vec![
+        (&binary, &binary),
+        (b"k\n", b"k"),
+        (b"k\r\n", b"k"),
+        (b"k\n\n", b"k\n"),
+        (b"k\r", b"k\r"),
+        (b" k \n", b" k "),
+        (b"\xff\xfe\n", b"\xff\xfe"),
+        (b"", b""),
+    ];
+    for (i, (on_disk, key)) in cases.into_iter().enumerate() {
+        let p = file(&format!("case{i}"), on_disk);
+        assert_eq!(read_secret_file(&p).unwrap(), key, "case {i}: {on_disk:?}");
+    }
+
+    let key = "tokens.access_token.signing_key.secret_file";
+    let with = |p: &std::path::Path| format!("{key} = {:?}", p.to_str().unwrap());
+    let mut exact_32 = binary[..32].to_vec();
+    exact_32.push(b'\n');
+    for (name, bytes, want) in [
+        ("bin", &binary[..], &binary[..]),
+        ("exact32", &exact_32[..], &binary[..32]),
+    ] {
+        let c = run(&with(&file(name, bytes)), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let secret = c.tokens.access_token.signing_key.secret_file.unwrap();
+        assert_eq!(secret.key, want, "{name}");
+    }
+    let short = run(&with(&file("short", &[0xffu8; 31])), &[]).unwrap_err();
+    let line = short.to_string();
+    assert!(
+        line.starts_with(&format!("{key}: key file holds 31 bytes")),
+        "{line}"
+    );
+    assert!(line.contains("at least 32 bytes"), "{line}");
+    for blank in [file("empty", b""), file("newline", b"\n")] {
+        check(&with(&blank), &[(key, "key file is empty")]);
+    }
+}
+
+/// A MySQL URL with TLS parameters is kept whole (the driver reads them), its password masked
+/// wherever it is printed; `ssl_ca` with `require_ssl=false` contradicts itself.
+#[test]
+fn mysql_tls_parameters_are_kept_and_the_password_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let cert = rcgen::generate_simple_self_signed(vec!["db".to_string()]).unwrap();
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let url = format!(
+        "mysql://user:hunter2-db@db:3306/auth?ssl_ca={}&verify_identity=false",
+        ca.display()
+    );
+    let c = run(&format!("store.url = {url:?}"), &[]).unwrap();
+    assert_eq!(c.store.url, StoreUrl::Mysql(url.clone()), "not mangled");
+    let out = render_masked(&c);
+    assert!(!out.contains("hunter2-db"), "{out}");
+    assert!(out.contains(&url.replace("hunter2-db", "***")), "{out}");
+    check(
+        &format!("store.url = \"{url}&require_ssl=false\""),
+        &[(
+            "store.url",
+            "ssl_ca needs TLS but the URL says require_ssl=false",
+        )],
+    );
+}
+
+#[test]
+fn masked_rendering_hides_secrets() {
     let secret = "super-secret-admin-key-123";
     let toml = format!(
         "[store]\nurl = \"mysql://gw:dbpass42@db:3306/auth\"\n[admin]\napi_key = \"{secret}\"\n"
@@ -405,10 +680,12 @@ fn masked_rendering_hides_secrets_and_round_trips() {
     assert!(text.contains("api_key = \"***\""), "{text}");
     assert!(text.contains("mysql://gw:***@db:3306/auth"), "{text}");
 
-    // Without secrets, the rendering loads back to the same configuration.
-    let c = load_from_str(include_str!("../../gateway.toml")).unwrap();
-    let again = load_from_str(&render_masked(&c)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(render_masked(&again), render_masked(&c));
+    let c = run(
+        "[[routes]]\nname = \"a\"\nupstream = \"http://a\"\ncase_insensitive = true",
+        &[],
+    )
+    .unwrap();
+    assert!(render_masked(&c).contains("case_insensitive = true"));
 }
 
 #[test]
@@ -426,6 +703,15 @@ fn no_panic_on_odd_input() {
     ] {
         let _ = run(toml, &[("SESSIONGATE_ROUTES", "[{name=\"x\"}]")]);
         let _ = run(toml, &[]);
+    }
+    for garbage in [
+        "[[[",
+        "routes = 5",
+        "tokens = []",
+        "\u{0}",
+        "[server]\nlisten = 8080",
+    ] {
+        assert!(load_from_str(garbage).is_err(), "{garbage:?}");
     }
 }
 
@@ -496,4 +782,45 @@ fn sections_are_the_raw_config_fields() {
     let mut sections = load::SECTIONS.to_vec();
     sections.sort_unstable();
     assert_eq!(fields, sections, "{p}");
+}
+
+/// Every key of the integer key table: unset gives its default (as rendered), both ends of
+/// its range load, one past either end is reported with the table's range.
+#[test]
+fn integer_keys_follow_the_key_table() {
+    use super::validate::int_keys;
+    let rendered = render_masked(&run("", &[]).unwrap());
+    for key in int_keys::ALL {
+        let unit = match key.name() {
+            n if n.ends_with("_secs") => validate::Unit::Seconds,
+            n if n.ends_with("_hours") => validate::Unit::Hours,
+            _ => validate::Unit::Count,
+        };
+        assert_eq!(key.unit, unit, "{}: the name says {unit:?}", key.path);
+        let line = format!("{} = {}", key.name(), key.default);
+        assert!(
+            rendered.lines().any(|l| l == line),
+            "{}: default {line:?} not rendered",
+            key.path
+        );
+        let env = format!(
+            "SESSIONGATE_{}",
+            key.path.replace('.', "__").to_ascii_uppercase()
+        );
+        for ok in [key.lo, key.hi] {
+            let r = run("", &[(&env, &ok.to_string())]);
+            assert!(r.is_ok(), "{} = {ok}: {r:?}", key.path);
+        }
+        for bad in [key.lo - 1, key.hi + 1] {
+            let e = run("", &[(&env, &bad.to_string())]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{}: out of range (got {bad}; allowed {})",
+                    key.path,
+                    key.range()
+                )
+            );
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! Owns every rule of SPEC §3 (defaults, ranges, formats, cross-key constraints) and reports
 //! all broken rules at once, each naming its key path, the offending value and the allowed
 //! range. It must not do I/O: no filesystem, no environment, no network. Checks that need a
-//! file (secret files, the admin key file, TLS files) live in `load.rs`.
+//! file (secret files, the admin key file, TLS files) live in `load.rs`, and so does the
+//! report of a word that is not one of an enum's spellings (the enums deserialize directly).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,29 +15,93 @@ use super::problem::{ConfigError, ConfigProblem};
 use super::raw::*;
 use super::*;
 
-/// Default values, shared by the validator, the renderer and the documentation tests.
+/// Default values of the keys that are not integers (those are in [`int_keys`]).
 pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:8080";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
-    pub const SHUTDOWN_GRACE_SECS: i64 = 30;
-    pub const UPSTREAM_TIMEOUT_SECS: i64 = 30;
-    pub const HEADER_READ_TIMEOUT_SECS: i64 = 10;
-    pub const MAX_CONNECTIONS: i64 = 10_000;
-    pub const IDLE_TIMEOUT_SECS: i64 = 60;
-    pub const BODY_READ_TIMEOUT_SECS: i64 = 30;
     pub const STORE_URL: &str = "sqlite://sessiongate.db";
-    pub const CONNECTION_LIMIT: i64 = 50;
-    pub const ACCESS_VALIDITY_SECS: i64 = 3600;
     pub const ACCESS_PATH: &str = "/";
-    pub const UPDATE_INTERVAL_HOURS: i64 = 24;
-    pub const REFRESH_VALIDITY_HOURS: i64 = 2400;
     pub const REMOVAL_CRON: &str = "0 0 0 1-31/7 * *";
-    pub const REUSE_GRACE_SECS: i64 = 30;
     pub const EXPIRED_STATUS: i64 = 401;
     pub const USER_ID_HEADER: &str = "x-user-id";
     pub const SESSION_HANDLE_HEADER: &str = "x-session-handle";
     pub const JWT_PAYLOAD_HEADER: &str = "x-jwt-payload";
     pub const LOG_LEVEL: &str = "info";
+}
+
+/// The unit of an integer key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Hours,
+    /// A number of things (connections).
+    Count,
+}
+
+/// An integer key's metadata, stated once: the validator enforces it, the renderer names the
+/// key by it, and `tests/docs.rs` holds the README's Default and rule columns to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntKey {
+    /// The full key path, e.g. `server.shutdown_grace_secs`.
+    pub path: &'static str,
+    pub default: i64,
+    /// The smallest value allowed.
+    pub lo: i64,
+    /// The largest value allowed.
+    pub hi: i64,
+    pub unit: Unit,
+}
+
+impl IntKey {
+    /// The key's name in its table: `server.shutdown_grace_secs` → `shutdown_grace_secs`.
+    pub fn name(&self) -> &'static str {
+        self.path.rsplit('.').next().unwrap_or(self.path)
+    }
+
+    /// The allowed range as reports and the README write it: `0..=3600`.
+    pub fn range(&self) -> String {
+        format!("{}..={}", self.lo, self.hi)
+    }
+}
+
+/// Every integer key with a range (`session.expired_status`, a set of two values, is not one),
+/// in the README's order. A row per key: path, default, lowest and highest value, unit.
+#[rustfmt::skip]
+pub mod int_keys {
+    use super::{IntKey, Unit::*};
+
+    const fn key(path: &'static str, default: i64, lo: i64, hi: i64, unit: super::Unit) -> IntKey {
+        IntKey { path, default, lo, hi, unit }
+    }
+
+    pub const SHUTDOWN_GRACE_SECS: IntKey = key("server.shutdown_grace_secs", 30, 0, 3600, Seconds);
+    pub const UPSTREAM_TIMEOUT_SECS: IntKey = key("server.upstream_timeout_secs", 30, 1, 3600, Seconds);
+    pub const HEADER_READ_TIMEOUT_SECS: IntKey = key("server.header_read_timeout_secs", 10, 1, 300, Seconds);
+    pub const MAX_CONNECTIONS: IntKey = key("server.max_connections", 10_000, 1, 1_000_000, Count);
+    pub const MAX_CONNECTIONS_PER_IP: IntKey = key("server.max_connections_per_ip", 0, 0, 1_000_000, Count);
+    pub const IDLE_TIMEOUT_SECS: IntKey = key("server.idle_timeout_secs", 60, 1, 3600, Seconds);
+    pub const BODY_READ_TIMEOUT_SECS: IntKey = key("server.body_read_timeout_secs", 30, 1, 3600, Seconds);
+    pub const CONNECTION_LIMIT: IntKey = key("store.connection_limit", 50, 1, 10_000, Count);
+    pub const ACCESS_VALIDITY_SECS: IntKey = key("tokens.access_token.validity_secs", 3600, 10, 86_400_000, Seconds);
+    pub const UPDATE_INTERVAL_HOURS: IntKey = key("tokens.access_token.signing_key.update_interval_hours", 24, 1, 720, Hours);
+    pub const REFRESH_VALIDITY_HOURS: IntKey = key("tokens.refresh_token.validity_hours", 2400, 1, 8760, Hours);
+    pub const REUSE_GRACE_SECS: IntKey = key("tokens.refresh_token.reuse_grace_secs", 30, 0, 300, Seconds);
+
+    /// The whole table.
+    pub const ALL: &[IntKey] = &[
+        SHUTDOWN_GRACE_SECS,
+        UPSTREAM_TIMEOUT_SECS,
+        HEADER_READ_TIMEOUT_SECS,
+        MAX_CONNECTIONS,
+        MAX_CONNECTIONS_PER_IP,
+        IDLE_TIMEOUT_SECS,
+        BODY_READ_TIMEOUT_SECS,
+        CONNECTION_LIMIT,
+        ACCESS_VALIDITY_SECS,
+        UPDATE_INTERVAL_HOURS,
+        REFRESH_VALIDITY_HOURS,
+        REUSE_GRACE_SECS,
+    ];
 }
 
 /// The shortest admin API key accepted.
@@ -120,10 +185,6 @@ fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn range_text(lo: i64, hi: i64) -> String {
-    format!("{lo}..={hi}")
-}
-
 impl Validator {
     fn push(
         &mut self,
@@ -136,44 +197,22 @@ impl Validator {
             .push(ConfigProblem::new(key, message, got, allowed));
     }
 
-    /// An integer in `lo..=hi`, or the default (reporting a problem) when out of range.
-    fn int(&mut self, key: &str, value: Option<i64>, default: i64, lo: i64, hi: i64) -> i64 {
+    /// The key's value when in its range, else its default (reporting a problem).
+    fn int(&mut self, key: &IntKey, value: Option<i64>) -> i64 {
         match value {
-            None => default,
-            Some(n) if (lo..=hi).contains(&n) => n,
+            None => key.default,
+            Some(n) if (key.lo..=key.hi).contains(&n) => n,
             Some(n) => {
-                self.push(key, "out of range", n.to_string(), range_text(lo, hi));
-                default
+                self.push(key.path, "out of range", n.to_string(), key.range());
+                key.default
             }
         }
     }
 
-    fn secs(&mut self, key: &str, value: Option<i64>, default: i64, lo: i64, hi: i64) -> Duration {
-        let n = self.int(key, value, default, lo, hi);
-        Duration::from_secs(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// One of a fixed set of words.
-    fn choice<T: Copy>(
-        &mut self,
-        key: &str,
-        value: Option<String>,
-        default: T,
-        options: &[(&str, T)],
-    ) -> T {
-        let Some(s) = value else { return default };
-        match options.iter().find(|(name, _)| *name == s) {
-            Some((_, t)) => *t,
-            None => {
-                let allowed = options
-                    .iter()
-                    .map(|(n, _)| quoted(n))
-                    .collect::<Vec<_>>()
-                    .join(" | ");
-                self.push(key, "not one of the allowed values", quoted(&s), allowed);
-                default
-            }
-        }
+    /// [`int`](Self::int) for a key in [`Unit::Seconds`].
+    fn secs(&mut self, key: &IntKey, value: Option<i64>) -> Duration {
+        debug_assert_eq!(key.unit, Unit::Seconds, "{}", key.path);
+        Duration::from_secs(u64::try_from(self.int(key, value)).unwrap_or(0))
     }
 
     fn socket(&mut self, key: &str, value: Option<String>, default: &str) -> SocketAddr {
@@ -267,54 +306,22 @@ impl Validator {
             );
         }
         let tls = raw.tls.and_then(|t| self.tls(t));
-        let shutdown_grace = self.secs(
-            "server.shutdown_grace_secs",
-            raw.shutdown_grace_secs,
-            defaults::SHUTDOWN_GRACE_SECS,
-            0,
-            3600,
-        );
-        let upstream_timeout = self.secs(
-            "server.upstream_timeout_secs",
-            raw.upstream_timeout_secs,
-            defaults::UPSTREAM_TIMEOUT_SECS,
-            1,
-            3600,
-        );
+        let shutdown_grace = self.secs(&int_keys::SHUTDOWN_GRACE_SECS, raw.shutdown_grace_secs);
+        let upstream_timeout =
+            self.secs(&int_keys::UPSTREAM_TIMEOUT_SECS, raw.upstream_timeout_secs);
         let header_read_timeout = self.secs(
-            "server.header_read_timeout_secs",
+            &int_keys::HEADER_READ_TIMEOUT_SECS,
             raw.header_read_timeout_secs,
-            defaults::HEADER_READ_TIMEOUT_SECS,
-            1,
-            300,
         );
-        let max_connections = self.int(
-            "server.max_connections",
-            raw.max_connections,
-            defaults::MAX_CONNECTIONS,
-            1,
-            1_000_000,
-        );
-        let idle_timeout = self.secs(
-            "server.idle_timeout_secs",
-            raw.idle_timeout_secs,
-            defaults::IDLE_TIMEOUT_SECS,
-            1,
-            3600,
-        );
+        let max_connections = self.int(&int_keys::MAX_CONNECTIONS, raw.max_connections);
+        let idle_timeout = self.secs(&int_keys::IDLE_TIMEOUT_SECS, raw.idle_timeout_secs);
         let body_read_timeout = self.secs(
-            "server.body_read_timeout_secs",
+            &int_keys::BODY_READ_TIMEOUT_SECS,
             raw.body_read_timeout_secs,
-            defaults::BODY_READ_TIMEOUT_SECS,
-            1,
-            3600,
         );
         let max_connections_per_ip = self.int(
-            "server.max_connections_per_ip",
+            &int_keys::MAX_CONNECTIONS_PER_IP,
             raw.max_connections_per_ip,
-            0,
-            0,
-            1_000_000,
         );
         let mut trusted_proxies = Vec::new();
         for (i, s) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
@@ -388,20 +395,18 @@ impl Validator {
     }
 
     fn store(&mut self, raw: RawStore) -> StoreConfig {
-        let url = match raw.url {
-            None => StoreUrl::Sqlite(PathBuf::from("sessiongate.db")),
-            Some(s) => match parse_store_url(&s) {
-                Ok(u) => u,
-                Err(why) => {
-                    self.push(
-                        "store.url",
-                        &why,
-                        quoted(&mask_url_password(&s)),
-                        "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?require_ssl=true&ssl_ca=PATH&…], sqlite://PATH or sqlite::memory:",
-                    );
-                    StoreUrl::SqliteMemory
-                }
-            },
+        let url = raw.url.unwrap_or_else(|| defaults::STORE_URL.to_string());
+        let url = match parse_store_url(&url) {
+            Ok(u) => u,
+            Err(why) => {
+                self.push(
+                    "store.url",
+                    &why,
+                    quoted(&mask_url_password(&url)),
+                    "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE[?require_ssl=true&ssl_ca=PATH&…], sqlite://PATH or sqlite::memory:",
+                );
+                StoreUrl::SqliteMemory
+            }
         };
         if let StoreUrl::Mysql(u) = &url {
             let pass = crate::store::mysql::parse_url(u)
@@ -416,13 +421,7 @@ impl Validator {
                 );
             }
         }
-        let connection_limit = self.int(
-            "store.connection_limit",
-            raw.connection_limit,
-            defaults::CONNECTION_LIMIT,
-            1,
-            10_000,
-        );
+        let connection_limit = self.int(&int_keys::CONNECTION_LIMIT, raw.connection_limit);
         let raw_tables = raw.tables.unwrap_or_default();
         let default_tables = TableNames::default();
         let signing_key = self.table_name(
@@ -473,13 +472,7 @@ impl Validator {
 
     fn tokens(&mut self, raw: RawTokens) -> TokensConfig {
         let at = raw.access_token.unwrap_or_default();
-        let validity_secs = self.int(
-            "tokens.access_token.validity_secs",
-            at.validity_secs,
-            defaults::ACCESS_VALIDITY_SECS,
-            10,
-            86_400_000,
-        );
+        let validity_secs = self.int(&int_keys::ACCESS_VALIDITY_SECS, at.validity_secs);
         let path = self
             .url_path(
                 "tokens.access_token.path",
@@ -490,13 +483,7 @@ impl Validator {
         let signing_key = self.signing_key(at.signing_key.unwrap_or_default());
 
         let rt = raw.refresh_token.unwrap_or_default();
-        let validity_hours = self.int(
-            "tokens.refresh_token.validity_hours",
-            rt.validity_hours,
-            defaults::REFRESH_VALIDITY_HOURS,
-            1,
-            8760,
-        );
+        let validity_hours = self.int(&int_keys::REFRESH_VALIDITY_HOURS, rt.validity_hours);
         let removal_cron = match rt.removal_cron {
             None => defaults::REMOVAL_CRON.to_string(),
             Some(expr) => match check_cron(&expr) {
@@ -524,13 +511,7 @@ impl Validator {
                 String::new()
             }
         };
-        let reuse_grace_secs = self.int(
-            "tokens.refresh_token.reuse_grace_secs",
-            rt.reuse_grace_secs,
-            defaults::REUSE_GRACE_SECS,
-            0,
-            300,
-        );
+        let reuse_grace_secs = self.int(&int_keys::REUSE_GRACE_SECS, rt.reuse_grace_secs);
         TokensConfig {
             access_token: AccessTokenConfig {
                 validity_secs: u64::try_from(validity_secs).unwrap_or(0),
@@ -549,37 +530,24 @@ impl Validator {
     }
 
     fn signing_key(&mut self, raw: RawSigningKey) -> SigningKeyConfig {
-        let update_interval_hours = self.int(
-            "tokens.access_token.signing_key.update_interval_hours",
-            raw.update_interval_hours,
-            defaults::UPDATE_INTERVAL_HOURS,
-            1,
-            720,
-        );
-        let algorithm = self.choice(
-            "tokens.access_token.signing_key.algorithm",
-            raw.algorithm,
-            SigningAlgorithm::Hs256,
-            &[
-                ("HS256", SigningAlgorithm::Hs256),
-                ("EdDSA", SigningAlgorithm::EdDsa),
-            ],
-        );
-        let secret_file = match raw.secret_file {
+        let update_interval_hours =
+            self.int(&int_keys::UPDATE_INTERVAL_HOURS, raw.update_interval_hours);
+        let algorithm = raw.algorithm.unwrap_or_default();
+        const SECRET_FILE: &str = "tokens.access_token.signing_key.secret_file";
+        let path = match raw.secret_file {
             Some(s) if s.trim().is_empty() => {
                 self.push(
-                    "tokens.access_token.signing_key.secret_file",
+                    SECRET_FILE,
                     "empty path",
                     quoted(&s),
                     "the path of a readable, non-empty key file, or leave unset",
                 );
                 None
             }
-            Some(s) => Some(PathBuf::from(s)),
-            None => None,
+            path => path,
         };
         // A static secret is an HMAC key: it has no EdDSA meaning.
-        if algorithm == SigningAlgorithm::EdDsa && secret_file.is_some() {
+        if algorithm == SigningAlgorithm::EdDsa && path.is_some() {
             self.push(
                 "tokens.access_token.signing_key.algorithm",
                 "EdDSA conflicts with secret_file (a static secret signs with HS256)",
@@ -588,7 +556,7 @@ impl Validator {
             );
         }
         // A static key the operator manages replaces rotating keys.
-        let dynamic = match (raw.dynamic, &secret_file) {
+        let dynamic = match (raw.dynamic, &path) {
             (Some(true), Some(_)) => {
                 self.push(
                     "tokens.access_token.signing_key.dynamic",
@@ -601,6 +569,22 @@ impl Validator {
             (_, Some(_)) => false,
             (d, None) => d.unwrap_or(true),
         };
+        // The loader reads the file (and reports one it cannot use).
+        let secret_file = path.and_then(|path| match raw.secret_from_file {
+            Some(key) => Some(SecretFile {
+                path: PathBuf::from(path),
+                key,
+            }),
+            None => {
+                self.push(
+                    SECRET_FILE,
+                    "not read (validate was called without the loader)",
+                    quoted(&path),
+                    "a readable key file",
+                );
+                None
+            }
+        });
         SigningKeyConfig {
             dynamic,
             update_interval_hours: u32::try_from(update_interval_hours).unwrap_or(1),
@@ -623,16 +607,7 @@ impl Validator {
             }
         });
         let secure = raw.secure.unwrap_or(true);
-        let same_site = self.choice(
-            "cookie.same_site",
-            raw.same_site,
-            SameSite::Lax,
-            &[
-                ("strict", SameSite::Strict),
-                ("lax", SameSite::Lax),
-                ("none", SameSite::None),
-            ],
-        );
+        let same_site = raw.same_site.unwrap_or_default();
         if same_site == SameSite::None && !secure {
             self.push(
                 "cookie.secure",
@@ -665,18 +640,7 @@ impl Validator {
                 401
             }
         };
-        let theft_action = self.choice(
-            "session.theft_action",
-            raw.theft_action,
-            TheftAction::RevokeSession,
-            &[
-                ("revoke_session", TheftAction::RevokeSession),
-                (
-                    "revoke_all_user_sessions",
-                    TheftAction::RevokeAllUserSessions,
-                ),
-            ],
-        );
+        let theft_action = raw.theft_action.unwrap_or_default();
         SessionConfig {
             logout_path,
             expired_status,
@@ -854,13 +818,10 @@ impl Validator {
                 }
             },
         };
-        let format = self.choice(
-            "logging.format",
-            raw.format,
-            LogFormat::Pretty,
-            &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
-        );
-        LoggingConfig { level, format }
+        LoggingConfig {
+            level,
+            format: raw.format.unwrap_or_default(),
+        }
     }
 
     fn routes(&mut self, raw: Option<Vec<RawRoute>>) -> Vec<Route> {
@@ -971,32 +932,6 @@ impl Validator {
                     }
                 },
             };
-            let auth = self.choice(
-                &key("auth"),
-                r.auth,
-                AuthMode::Required,
-                &[
-                    ("required", AuthMode::Required),
-                    ("optional", AuthMode::Optional),
-                    ("public", AuthMode::Public),
-                ],
-            );
-            let anti_csrf = self.choice(
-                &key("anti_csrf"),
-                r.anti_csrf,
-                AntiCsrfMode::NonGet,
-                &[
-                    ("non_get", AntiCsrfMode::NonGet),
-                    ("always", AntiCsrfMode::Always),
-                    ("never", AntiCsrfMode::Never),
-                ],
-            );
-            let path_params = self.choice(
-                &key("path_params"),
-                r.path_params,
-                PathParams::Reject,
-                &[("reject", PathParams::Reject), ("strip", PathParams::Strip)],
-            );
             let login_redirect = r
                 .login_redirect
                 .and_then(|l| match check_login_redirect(&l) {
@@ -1028,11 +963,11 @@ impl Validator {
                     path_prefix,
                     host,
                     upstream,
-                    auth,
-                    anti_csrf,
+                    auth: r.auth.unwrap_or_default(),
+                    anti_csrf: r.anti_csrf.unwrap_or_default(),
                     session_control: r.session_control.unwrap_or(false),
                     login_redirect,
-                    path_params,
+                    path_params: r.path_params.unwrap_or_default(),
                     case_insensitive: r.case_insensitive.unwrap_or(false),
                 });
             }

@@ -29,8 +29,6 @@ pub enum KeyCacheError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error("cannot read signing_key.secret_file {path}: {why}")]
-    SecretFile { path: String, why: String },
     #[error("the signing key is static (signing_key.secret_file); rotate it by replacing the file and restarting")]
     StaticKey,
     /// The keys live in the store and have not been read yet (the store has been unreachable
@@ -54,31 +52,19 @@ pub struct KeyPolicy {
 }
 
 impl KeyPolicy {
-    /// Reads the policy from config, including the static secret file when one is set.
+    /// The policy `t` states, with the static secret the loader read from `secret_file`.
     pub fn from_config(t: &TokensConfig) -> Result<Self, KeyCacheError> {
         let sk = &t.access_token.signing_key;
         // Config validation refuses this first; kept so no other caller can build it.
         if sk.secret_file.is_some() && sk.algorithm == SigningAlgorithm::EdDsa {
             return Err(KeyCacheError::StaticSecretAlgorithm);
         }
-        let static_secret = match &sk.secret_file {
-            None => None,
-            Some(path) => {
-                let bytes = crate::config::read_secret_file(path).map_err(|e| {
-                    KeyCacheError::SecretFile {
-                        path: path.display().to_string(),
-                        why: e.to_string(),
-                    }
-                })?;
-                Some(bytes)
-            }
-        };
         Ok(Self {
             dynamic: sk.dynamic,
             interval_ms: i64::from(sk.update_interval_hours) * 3_600_000,
             algorithm: sk.algorithm,
             max_validity_ms: (t.access_token.validity_secs as i64).saturating_mul(1000),
-            static_secret,
+            static_secret: sk.secret_file.as_ref().map(|f| f.key.clone()),
         })
     }
 }
@@ -274,6 +260,8 @@ mod tests {
             secret.display()
         ))
         .unwrap();
+        // The loader read the file; the policy takes the key from the configuration.
+        std::fs::remove_file(&secret).unwrap();
         let mut tokens = cfg.tokens;
         let policy = KeyPolicy::from_config(&tokens).unwrap();
         assert_eq!(policy.static_secret.as_deref(), Some(&[7u8; 40][..]));
