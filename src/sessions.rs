@@ -18,9 +18,11 @@ use std::sync::Arc;
 
 use rand::RngCore;
 
+use crate::blacklist::Blacklist;
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, TheftAction};
 use crate::keys::{KeyCache, KeyCacheError, KeyError};
+use crate::metrics::{Metrics, RefreshLabel, RevokeReason};
 use crate::session::access::{self, AccessClaims, AccessError};
 use crate::session::refresh::{RefreshToken, RefreshTokenError, SessionHandle};
 use crate::session::rotation::{RotationPolicy, UnauthorisedReason};
@@ -64,29 +66,55 @@ pub struct IssuedSession {
     pub anti_csrf: Option<String>,
 }
 
-/// The outcome of a refresh that the store answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RefreshResult {
-    /// Rotated (`grace_replay = false`) or replayed within the grace window (`true`).
-    Issued {
-        session: IssuedSession,
-        grace_replay: bool,
-    },
-    /// Token theft: revoked per `theft_action`.
-    Theft {
-        handle: String,
-        user_id: String,
-        revoked: u64,
-    },
-    /// Missing, forged, garbled, unknown or expired: nothing revoked.
-    Unauthorised(UnauthorisedWhy),
+/// A session to create, as an upstream's `sessiongate-create` header and the admin API's
+/// `POST /v1/sessions` body give it (both deserialize this): `user_id` a string or an integer,
+/// `jwt_payload` and `session_data` default to `{}`; other fields are refused.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSessionRequest {
+    #[serde(deserialize_with = "deserialize_user_id")]
+    pub user_id: String,
+    #[serde(default = "empty_object")]
+    pub jwt_payload: serde_json::Value,
+    #[serde(default = "empty_object")]
+    pub session_data: serde_json::Value,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnauthorisedWhy {
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// What a refresh came to; [`RefreshResult::label`] is its `refresh_total` label. A theft has
+/// been acted on (revoked per `theft_action`, counted, blacklisted, logged) by the time it is
+/// returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshResult {
+    Rotated(IssuedSession),
+    /// The same answer again: the previous token was presented within the grace window.
+    GraceReplay(IssuedSession),
+    Theft,
+    /// The caller found no refresh token to present.
+    Missing,
+    /// Not a refresh token at all.
     Malformed,
-    BadMac,
-    Session(UnauthorisedReason),
+    /// A refresh token whose MAC is wrong (forged, or made with another key).
+    Forged,
+    /// Genuine, but the store refused it (unknown, expired or revoked session, unknown token).
+    Refused(UnauthorisedReason),
+}
+
+impl RefreshResult {
+    pub fn label(&self) -> RefreshLabel {
+        match self {
+            RefreshResult::Rotated(_) => RefreshLabel::Rotated,
+            RefreshResult::GraceReplay(_) => RefreshLabel::GraceReplay,
+            RefreshResult::Theft => RefreshLabel::Theft,
+            RefreshResult::Missing
+            | RefreshResult::Malformed
+            | RefreshResult::Forged
+            | RefreshResult::Refused(_) => RefreshLabel::Unauthorised,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,12 +280,16 @@ impl VerifiedTokens {
     }
 }
 
+/// The session operations. Cheap to clone (shared parts behind `Arc`s).
 pub struct Sessions<S> {
     store: Arc<S>,
     keys: Arc<KeyCache<S>>,
     settings: SessionSettings,
     clock: Clock,
     verified: Arc<VerifiedTokens>,
+    /// This instance's revoked-session set (`tokens.access_token.blacklisting`).
+    blacklist: Option<Arc<Blacklist>>,
+    metrics: Metrics,
 }
 
 impl<S> Clone for Sessions<S> {
@@ -268,6 +300,8 @@ impl<S> Clone for Sessions<S> {
             settings: self.settings.clone(),
             clock: self.clock.clone(),
             verified: self.verified.clone(),
+            blacklist: self.blacklist.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -348,6 +382,8 @@ impl<S: SessionStore> Sessions<S> {
         keys: Arc<KeyCache<S>>,
         settings: SessionSettings,
         clock: Clock,
+        blacklist: Option<Arc<Blacklist>>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             store,
@@ -355,9 +391,12 @@ impl<S: SessionStore> Sessions<S> {
             settings,
             clock,
             verified: Arc::default(),
+            blacklist,
+            metrics,
         }
     }
 
+    /// The store, for maintenance (startup, jobs); session operations go through `Sessions`.
     pub fn store(&self) -> &Arc<S> {
         &self.store
     }
@@ -366,22 +405,27 @@ impl<S: SessionStore> Sessions<S> {
         &self.keys
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
+    /// The revoked-session set, when blacklisting is on (startup and the feed poll fill it).
+    pub fn blacklist(&self) -> Option<&Arc<Blacklist>> {
+        self.blacklist.as_ref()
     }
 
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
+    /// Whether this instance knows the session `handle` to be revoked (always `false` without
+    /// blacklisting). A hash-set lookup.
+    pub fn is_revoked(&self, handle: &str) -> bool {
+        self.blacklist
+            .as_ref()
+            .is_some_and(|bl| bl.is_revoked(handle))
     }
 
-    /// Creates a session for `user_id` and issues its first tokens.
-    pub async fn create(
-        &self,
-        user_id: &str,
-        jwt_payload: serde_json::Value,
-        session_data: serde_json::Value,
-    ) -> Result<IssuedSession, SessionError> {
-        check_user_id(user_id)?;
+    /// Creates a session and issues its first tokens (counted in `sessions_created_total`).
+    pub async fn create(&self, new: NewSessionRequest) -> Result<IssuedSession, SessionError> {
+        let NewSessionRequest {
+            user_id,
+            jwt_payload,
+            session_data,
+        } = new;
+        check_user_id(&user_id)?;
         check_payload_object(&jwt_payload)?;
         let now = self.clock.now_ms();
         let ring = self.keys.ring()?;
@@ -393,7 +437,7 @@ impl<S: SessionStore> Sessions<S> {
         let token = RefreshToken::root(ring.refresh_key(), handle, secret);
         let record = SessionRecord {
             handle: handle.to_text(),
-            user_id: user_id.to_string(),
+            user_id,
             generation: 0,
             current_hash: token.hash(),
             previous_hash: None,
@@ -417,6 +461,7 @@ impl<S: SessionStore> Sessions<S> {
                 expires_at: record.expires_at,
             })
             .await?;
+        self.metrics.sessions_created_total.inc();
         Ok(issued)
     }
 
@@ -453,17 +498,29 @@ impl<S: SessionStore> Sessions<S> {
         })
     }
 
-    /// Applies the rotation rules to a presented refresh token.
-    pub async fn refresh(&self, presented: &str) -> Result<RefreshResult, SessionError> {
+    /// Applies the rotation rules to a presented refresh token (`None`: the caller found
+    /// none) and counts the outcome in `refresh_total` (`store_unavailable` for an error).
+    pub async fn refresh(&self, presented: Option<&str>) -> Result<RefreshResult, SessionError> {
+        let result = match presented {
+            Some(token) => self.rotate(token).await,
+            None => Ok(RefreshResult::Missing),
+        };
+        self.metrics.refresh(match &result {
+            Ok(r) => r.label(),
+            Err(_) => RefreshLabel::StoreUnavailable,
+        });
+        result
+    }
+
+    async fn rotate(&self, presented: &str) -> Result<RefreshResult, SessionError> {
         let ring = self.keys.ring()?;
         let rk = ring.refresh_key();
         let token = match RefreshToken::parse(presented, rk) {
             Ok(t) => t,
-            Err(RefreshTokenError::Malformed) => {
-                return Ok(RefreshResult::Unauthorised(UnauthorisedWhy::Malformed))
-            }
+            Err(RefreshTokenError::Malformed) => return Ok(RefreshResult::Malformed),
             Err(RefreshTokenError::BadMac) => {
-                return Ok(RefreshResult::Unauthorised(UnauthorisedWhy::BadMac))
+                tracing::info!("refresh with a forged refresh token refused");
+                return Ok(RefreshResult::Forged);
             }
         };
         let child = token.child(rk);
@@ -479,26 +536,22 @@ impl<S: SessionStore> Sessions<S> {
             theft_action: self.settings.theft_action,
         };
         Ok(match self.store.refresh(req).await? {
-            RefreshOutcome::Rotated(record) => RefreshResult::Issued {
-                session: self.issue(&record, &child)?,
-                grace_replay: false,
-            },
-            RefreshOutcome::GraceReplay(record) => RefreshResult::Issued {
-                session: self.issue(&record, &child)?,
-                grace_replay: true,
-            },
+            RefreshOutcome::Rotated(record) => RefreshResult::Rotated(self.issue(&record, &child)?),
+            RefreshOutcome::GraceReplay(record) => {
+                RefreshResult::GraceReplay(self.issue(&record, &child)?)
+            }
             RefreshOutcome::Theft {
                 handle,
                 user_id,
                 revoked,
-            } => RefreshResult::Theft {
-                handle,
-                user_id,
-                revoked,
-            },
-            RefreshOutcome::Unauthorised(r) => {
-                RefreshResult::Unauthorised(UnauthorisedWhy::Session(r))
+            } => {
+                self.metrics.token_theft_total.inc();
+                self.metrics.revoked(RevokeReason::Theft, revoked);
+                self.blacklist_now([handle.as_str()]);
+                tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
+                RefreshResult::Theft
             }
+            RefreshOutcome::Unauthorised(r) => RefreshResult::Refused(r),
         })
     }
 
@@ -608,18 +661,73 @@ impl<S: SessionStore> Sessions<S> {
         }
     }
 
-    pub async fn revoke(&self, handle: &str) -> Result<bool, SessionError> {
+    /// The live session `handle`, if there is one.
+    pub async fn session(&self, handle: &str) -> Result<Option<SessionRecord>, SessionError> {
+        Ok(self.store.session(handle, self.clock.now_ms()).await?)
+    }
+
+    /// The handles of `user_id`'s live sessions.
+    pub async fn user_sessions(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
         Ok(self
             .store
-            .revoke_session(handle, self.clock.now_ms())
+            .user_sessions(user_id, self.clock.now_ms())
             .await?)
     }
 
-    pub async fn revoke_user(&self, user_id: &str) -> Result<u64, SessionError> {
+    /// Replaces the session data of the live session `handle`; `Ok(false)` when there is none.
+    pub async fn update_session_data(
+        &self,
+        handle: &str,
+        data: serde_json::Value,
+    ) -> Result<bool, SessionError> {
         Ok(self
             .store
-            .revoke_user_sessions(user_id, self.clock.now_ms())
+            .update_session_data(handle, data, self.clock.now_ms())
             .await?)
+    }
+
+    /// Revokes one session: in the store, in `sessions_revoked_total{reason}` (when it was
+    /// live), and in this instance's blacklist (other instances learn of it from the store's
+    /// revocation feed). `Ok(false)`: no such live session.
+    pub async fn revoke(&self, handle: &str, reason: RevokeReason) -> Result<bool, SessionError> {
+        let revoked = self
+            .store
+            .revoke_session(handle, self.clock.now_ms())
+            .await?;
+        if revoked {
+            self.metrics.revoked(reason, 1);
+        }
+        self.blacklist_now([handle]);
+        Ok(revoked)
+    }
+
+    /// Revokes all of a user's sessions (one statement in the store) like [`Sessions::revoke`];
+    /// returns how many.
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        reason: RevokeReason,
+    ) -> Result<u64, SessionError> {
+        let now = self.clock.now_ms();
+        // The handles are needed only to refuse them here at once.
+        let handles = match &self.blacklist {
+            Some(_) => self.store.user_sessions(user_id, now).await?,
+            None => Vec::new(),
+        };
+        let n = self.store.revoke_user_sessions(user_id, now).await?;
+        self.metrics.revoked(reason, n);
+        self.blacklist_now(handles.iter().map(String::as_str));
+        Ok(n)
+    }
+
+    /// Refuses these sessions on this instance at once. No-op without blacklisting.
+    fn blacklist_now<'a>(&self, handles: impl IntoIterator<Item = &'a str>) {
+        if let Some(bl) = &self.blacklist {
+            let now = self.clock.now_ms();
+            for h in handles {
+                bl.insert(h, now);
+            }
+        }
     }
 }
 

@@ -147,7 +147,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
             "# logout_path unset: the gateway handles no logout route"
         )?,
     }
-    writeln!(out, "expired_status = {}", se.expired_status)?;
+    writeln!(out, "expired_status = {}", se.expired_status.as_u16())?;
     let theft = match se.theft_action {
         TheftAction::RevokeSession => "revoke_session",
         TheftAction::RevokeAllUserSessions => "revoke_all_user_sessions",
