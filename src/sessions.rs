@@ -874,3 +874,177 @@ mod tests {
         check(r#"{"user_id": [1]}"#, Err(expected));
     }
 }
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+    use crate::config::{SigningAlgorithm, TableNames};
+    use crate::keys::KeyPolicy;
+    use crate::store::sqlite::SqliteStore;
+
+    const GRACE_MS: Millis = 10_000;
+
+    /// Sessions over a real in-memory SQLite store, with its own metrics.
+    async fn sessions(blacklisting: bool) -> (Sessions<SqliteStore>, Metrics, Clock) {
+        let store = SqliteStore::open(None, &TableNames::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let store = Arc::new(store);
+        let clock = Clock::system();
+        let policy = KeyPolicy {
+            dynamic: true,
+            interval_ms: 86_400_000,
+            algorithm: SigningAlgorithm::Hs256,
+            max_validity_ms: 3_600_000,
+            static_secret: None,
+        };
+        let keys = KeyCache::load(store.clone(), policy, clock.clone())
+            .await
+            .unwrap();
+        let settings = SessionSettings {
+            access_validity_secs: 3600,
+            refresh_validity_ms: 86_400_000,
+            reuse_grace_ms: GRACE_MS,
+            anti_csrf: true,
+            theft_action: TheftAction::RevokeSession,
+        };
+        let metrics = Metrics::new();
+        let blacklist = blacklisting.then(|| Arc::new(Blacklist::new(3_660_000)));
+        let s = Sessions::new(
+            store,
+            Arc::new(keys),
+            settings,
+            clock.clone(),
+            blacklist,
+            metrics.clone(),
+        );
+        (s, metrics, clock)
+    }
+
+    fn new_session(user: &str) -> NewSessionRequest {
+        serde_json::from_value(serde_json::json!({ "user_id": user })).unwrap()
+    }
+
+    fn revoked(m: &Metrics, reason: RevokeReason) -> u64 {
+        m.sessions_revoked_total
+            .with_label_values(&[reason.as_str()])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn revoke_counts_and_blacklists() {
+        let (s, m, _) = sessions(true).await;
+        let a = s.create(new_session("alice")).await.unwrap().handle;
+        let b = s.create(new_session("alice")).await.unwrap().handle;
+        assert_eq!(m.sessions_created_total.get(), 2);
+        assert!(!s.is_revoked(&a));
+
+        assert!(s.revoke(&a, RevokeReason::Logout).await.unwrap());
+        assert!(s.is_revoked(&a), "refused here at once");
+        assert!(!s.is_revoked(&b));
+        assert_eq!(revoked(&m, RevokeReason::Logout), 1);
+        assert!(s.session(&a).await.unwrap().is_none());
+        // Already gone: not counted again.
+        assert!(!s.revoke(&a, RevokeReason::Logout).await.unwrap());
+        assert_eq!(revoked(&m, RevokeReason::Logout), 1);
+
+        assert_eq!(s.user_sessions("alice").await.unwrap(), vec![b.clone()]);
+        assert_eq!(
+            s.revoke_user("alice", RevokeReason::Admin).await.unwrap(),
+            1
+        );
+        assert!(s.is_revoked(&b));
+        assert_eq!(revoked(&m, RevokeReason::Admin), 1);
+        assert!(s.user_sessions("alice").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_blacklisting_nothing_is_refused_locally() {
+        let (s, m, _) = sessions(false).await;
+        let a = s.create(new_session("bob")).await.unwrap().handle;
+        assert!(s.revoke(&a, RevokeReason::Upstream).await.unwrap());
+        assert!(!s.is_revoked(&a));
+        assert!(s.blacklist().is_none());
+        assert_eq!(revoked(&m, RevokeReason::Upstream), 1);
+    }
+
+    #[tokio::test]
+    async fn refresh_outcomes_and_their_labels() {
+        let (s, m, clock) = sessions(true).await;
+        let first = s.create(new_session("carol")).await.unwrap();
+        let t0 = first.refresh_token.clone();
+        let count = |l: RefreshLabel| m.refresh_total.with_label_values(&[l.as_str()]).get();
+
+        assert_eq!(s.refresh(None).await.unwrap(), RefreshResult::Missing);
+        assert_eq!(
+            s.refresh(Some("not a token")).await.unwrap(),
+            RefreshResult::Malformed
+        );
+        let RefreshResult::Rotated(second) = s.refresh(Some(&t0)).await.unwrap() else {
+            panic!("expected a rotation");
+        };
+        // The previous token again within the grace window: the same answer.
+        assert_eq!(
+            s.refresh(Some(&t0)).await.unwrap(),
+            RefreshResult::GraceReplay(second.clone())
+        );
+        clock.advance(std::time::Duration::from_millis(GRACE_MS as u64 + 1000));
+        assert_eq!(s.refresh(Some(&t0)).await.unwrap(), RefreshResult::Theft);
+        assert_eq!(m.token_theft_total.get(), 1);
+        assert_eq!(revoked(&m, RevokeReason::Theft), 1);
+        assert!(s.is_revoked(&first.handle));
+        assert!(matches!(
+            s.refresh(Some(&second.refresh_token)).await.unwrap(),
+            RefreshResult::Refused(_)
+        ));
+
+        assert_eq!(count(RefreshLabel::Rotated), 1);
+        assert_eq!(count(RefreshLabel::GraceReplay), 1);
+        assert_eq!(count(RefreshLabel::Theft), 1);
+        assert_eq!(count(RefreshLabel::Unauthorised), 3);
+        assert_eq!(count(RefreshLabel::StoreUnavailable), 0);
+    }
+
+    #[test]
+    fn refresh_labels() {
+        let issued = IssuedSession {
+            handle: String::new(),
+            user_id: String::new(),
+            access_token: String::new(),
+            access_expires_at: 0,
+            refresh_token: String::new(),
+            session_expires_at: 0,
+            id_refresh_token: String::new(),
+            anti_csrf: None,
+        };
+        let check = |r: RefreshResult, want: &str| assert_eq!(r.label().as_str(), want, "{r:?}");
+        check(RefreshResult::Rotated(issued.clone()), "rotated");
+        check(RefreshResult::GraceReplay(issued), "grace_replay");
+        check(RefreshResult::Theft, "theft");
+        check(RefreshResult::Missing, "unauthorised");
+        check(RefreshResult::Malformed, "unauthorised");
+        check(RefreshResult::Forged, "unauthorised");
+        check(
+            RefreshResult::Refused(UnauthorisedReason::Expired),
+            "unauthorised",
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_input_is_refused_before_anything_is_stored() {
+        let (s, m, _) = sessions(false).await;
+        let bad = |json| serde_json::from_value::<NewSessionRequest>(json).unwrap();
+        for req in [
+            bad(serde_json::json!({"user_id": ""})),
+            bad(serde_json::json!({"user_id": " alice"})),
+            bad(serde_json::json!({"user_id": "a", "jwt_payload": [1]})),
+            bad(serde_json::json!({"user_id": "a", "jwt_payload": {"x": "y".repeat(5000)}})),
+        ] {
+            let e = s.create(req.clone()).await.unwrap_err();
+            assert!(matches!(e, SessionError::InvalidInput(_)), "{req:?}: {e}");
+        }
+        assert_eq!(m.sessions_created_total.get(), 0);
+        assert!(s.user_sessions("a").await.unwrap().is_empty());
+    }
+}
