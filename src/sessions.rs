@@ -1,14 +1,19 @@
-//! Session operations shared by the gateway, the admin API and the CLI: create, refresh,
-//! verify, revoke, update. One code path for every caller.
+//! Session operations: create, refresh, verify, revoke, look up, list and update sessions.
+//! [`Sessions`] is the only way the gateway and the admin API reach sessions (they make no
+//! store calls), so every caller gets the same rules, metrics and blacklist updates: a
+//! revocation is counted in `sessions_revoked_total{reason}` and refused on this instance at
+//! once; a refresh is counted in `refresh_total` by [`RefreshResult::label`], and a theft is
+//! revoked, counted and logged here.
 //!
 //! Glues the pure core (`session/`) to the store and the key cache. Reads the clock here and
-//! passes `now` down. Knows nothing about HTTP: callers turn outcomes into responses.
+//! passes `now` down. Knows nothing about HTTP: callers turn outcomes into responses (errors
+//! through the `From<SessionError> for Reject` rescue in `error.rs`).
 //!
 //! Input rules live here so every caller gets them, as [`SessionError::InvalidInput`]: user ids
 //! are 1..=255 bytes with no control characters and no edge whitespace; a JWT payload is a
-//! JSON object whose `sAccessToken` cookie fits [`MAX_ACCESS_COOKIE_BYTES`]. A `user_id` read
-//! from JSON (upstream `sessiongate-create`, admin `POST /v1/sessions`) may be a string or an
-//! integer ([`deserialize_user_id`]); an integer becomes its decimal text.
+//! JSON object whose `sAccessToken` cookie fits 4096 bytes (`MAX_ACCESS_COOKIE_BYTES`). A
+//! `user_id` read from JSON ([`NewSessionRequest`]: upstream `sessiongate-create`, admin
+//! `POST /v1/sessions`) may be a string or an integer; an integer becomes its decimal text.
 //!
 //! `verify` remembers verified access tokens in [`VerifiedTokens`], bounded to
 //! [`VERIFIED_CACHE_BYTES`] (16 MiB) of estimated memory with gradual eviction; expiry is
@@ -136,12 +141,12 @@ impl From<KeyError> for SessionError {
 }
 
 /// Longest user id the stores accept (VARCHAR(255)).
-pub const MAX_USER_ID_BYTES: usize = 255;
+const MAX_USER_ID_BYTES: usize = 255;
 
 /// Largest `sAccessToken=<jwt>` (name, `=` and value) a session may need. Browsers drop a
 /// bigger cookie, and the session then loops on refresh; RFC 6265 §6.1 asks them to keep at
 /// least 4096 bytes.
-pub const MAX_ACCESS_COOKIE_BYTES: usize = 4096;
+const MAX_ACCESS_COOKIE_BYTES: usize = 4096;
 
 /// Default bound of the verified-token cache, in estimated bytes (see [`VerifiedTokens`]).
 pub const VERIFIED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -159,7 +164,7 @@ const ENTRY_OVERHEAD: u64 = std::mem::size_of::<AccessClaims>() as u64 + 160;
 /// checks the blacklist after every `verify`, hit or miss.
 ///
 /// Bounded in bytes, not entries: each entry weighs its token's length plus an estimate of
-/// its claims' heap size ([`claims_weight`]), and the total stays under the bound given to
+/// its claims' heap size (`claims_weight`), and the total stays under the bound given to
 /// [`VerifiedTokens::new`] ([`VERIFIED_CACHE_BYTES`] for [`Sessions`]). Eviction is gradual
 /// (quick_cache's S3-FIFO: a new token waits in a small probation queue and moves to the main
 /// queue once it is used again), so a flood of one-off tokens pushes out other one-off tokens,
@@ -213,7 +218,7 @@ fn json_weight(v: &serde_json::Value) -> u64 {
 
 /// The estimated memory one cache entry holds: the token text (the key), the claims' strings
 /// and payload, and a fixed [`ENTRY_OVERHEAD`].
-pub fn claims_weight(token: &str, c: &AccessClaims) -> u64 {
+fn claims_weight(token: &str, c: &AccessClaims) -> u64 {
     ENTRY_OVERHEAD
         + token.len() as u64
         + c.sub.len() as u64
@@ -332,7 +337,7 @@ fn check_access_cookie(token: &str) -> Result<(), SessionError> {
 /// Reads a JSON `user_id`: a string as is, or an integer (`i64`/`u64`, as most ORMs give)
 /// as its decimal text, so `42` and `"42"` name the same user. Floats, booleans, null,
 /// arrays and objects are refused with a message saying what was expected.
-pub fn deserialize_user_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn deserialize_user_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct UserId;
     impl serde::de::Visitor<'_> for UserId {
         type Value = String;
@@ -610,7 +615,7 @@ impl<S: SessionStore> Sessions<S> {
 
     /// Replaces the JWT payload of the live session `handle`; it takes effect at the next
     /// refresh. `Ok(false)` when there is no such live session. The payload must be an object
-    /// whose access-token cookie fits [`MAX_ACCESS_COOKIE_BYTES`], checked with a token
+    /// whose access-token cookie fits `MAX_ACCESS_COOKIE_BYTES`, checked with a token
     /// minted for this session's user and handle (the anti-CSRF value, which only the refresh
     /// token yields, is stood in for by one of the same length).
     pub async fn set_jwt_payload(
