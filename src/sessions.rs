@@ -666,6 +666,15 @@ impl<S: SessionStore> Sessions<S> {
         }
     }
 
+    /// The session handle a genuine refresh token names: its MAC is checked, nothing is looked
+    /// up. `None` for a malformed or forged token, or before the keys are loaded. Only for
+    /// learning which session to end (logout without an access token).
+    pub fn refresh_token_handle(&self, token: &str) -> Option<String> {
+        let ring = self.keys.ring().ok()?;
+        let token = RefreshToken::parse(token, ring.refresh_key()).ok()?;
+        Some(token.handle.to_text())
+    }
+
     /// The live session `handle`, if there is one.
     pub async fn session(&self, handle: &str) -> Result<Option<SessionRecord>, SessionError> {
         Ok(self.store.session(handle, self.clock.now_ms()).await?)

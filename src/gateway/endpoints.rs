@@ -7,7 +7,6 @@ use crate::body::Body;
 use crate::error::{json_response, Expiry, Reject};
 use crate::http::cookies;
 use crate::metrics::RevokeReason;
-use crate::session::refresh::RefreshToken;
 use crate::sessions::RefreshResult;
 use crate::state::AppState;
 
@@ -88,11 +87,9 @@ pub(super) async fn logout_endpoint(
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
     // Without keys no token can be read, and ending a session needs the store anyway.
-    let ring = state
-        .sessions
-        .keys()
-        .ring()
-        .map_err(|_| Reject::StoreUnavailable)?;
+    if !state.sessions.keys().is_loaded() {
+        return Err(Reject::StoreUnavailable);
+    }
     // The session to end: from a genuine access token (an expired one too: the browser does
     // not send `sRefreshToken` here), else from a genuine refresh token.
     let access = cookies::cookie(h, cookies::ACCESS);
@@ -101,9 +98,7 @@ pub(super) async fn logout_endpoint(
         .map(|(handle, _)| handle);
     if handle.is_none() {
         if let Some(rt) = cookies::cookie(h, cookies::REFRESH) {
-            handle = RefreshToken::parse(&rt, ring.refresh_key())
-                .ok()
-                .map(|t| t.handle.to_text());
+            handle = state.sessions.refresh_token_handle(&rt);
         }
     }
     match handle {
