@@ -19,7 +19,9 @@
 //!   answers `{"deleted": n, "skipped": false}`, or `{"deleted": 0, "skipped": true}` when
 //!   another instance holds the purge lock. For operators and tests that cannot wait for cron.
 //!
-//! It uses the same session operations as the gateway (`sessions.rs`); no SQL here.
+//! It uses the same session operations as the gateway (`Sessions`, which also counts and
+//! blacklists revocations); no store calls here. Failures become responses through the one
+//! rescue in `error.rs`.
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -28,8 +30,8 @@ use subtle::ConstantTimeEq;
 
 use crate::body::{self, Body};
 use crate::error::{json_response, Reject};
+use crate::metrics::RevokeReason;
 use crate::state::AppState;
-use crate::store::SessionStore;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -37,7 +39,7 @@ pub async fn handle(state: AppState, req: Request<Incoming>) -> Response<Body> {
     let head = req.method() == Method::HEAD;
     let resp = match route(&state, req).await {
         Ok(r) => r,
-        Err(e) => e.response(state.cfg.session.expired_status),
+        Err(e) => e.response(),
     };
     if head {
         let (parts, _) = resp.into_parts();
@@ -100,7 +102,7 @@ fn readiness(state: &AppState) -> Response<Body> {
         Some(why) => {
             let reject = Reject::NotReady(why.into());
             json_response(
-                reject.status(state.cfg.session.expired_status),
+                reject.status(),
                 &serde_json::json!({
                     "error": reject.code(),
                     "message": reject.to_string(),
@@ -147,33 +149,6 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
     serde_json::from_slice(&bytes).map_err(|e| Reject::BadRequest(format!("invalid JSON: {e}")))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    #[serde(deserialize_with = "crate::sessions::deserialize_user_id")]
-    user_id: String,
-    #[serde(default = "empty")]
-    jwt_payload: serde_json::Value,
-    #[serde(default = "empty")]
-    session_data: serde_json::Value,
-}
-
-fn empty() -> serde_json::Value {
-    serde_json::json!({})
-}
-
-fn store_err(e: impl std::fmt::Display) -> Reject {
-    tracing::warn!(error = %e, "admin store operation failed");
-    Reject::StoreUnavailable
-}
-
-fn session_err(e: crate::sessions::SessionError) -> Reject {
-    match e {
-        crate::sessions::SessionError::InvalidInput(m) => Reject::BadRequest(m),
-        other => store_err(other),
-    }
-}
-
 async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, Reject> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -188,17 +163,11 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let sessions = &state.sessions;
-    let store = sessions.store();
-    let now = state.clock.now_ms();
+    let not_found = |handle: &str| Reject::NotFound(format!("no live session {handle}"));
     let ok = |v: serde_json::Value| Ok(json_response(StatusCode::OK, &v));
     match (method, segs.as_slice()) {
         (Method::POST, ["sessions"]) => {
-            let b: CreateBody = json_body(req).await?;
-            let s = sessions
-                .create(&b.user_id, b.jwt_payload, b.session_data)
-                .await
-                .map_err(session_err)?;
-            state.metrics.sessions_created_total.inc();
+            let s = sessions.create(json_body(req).await?).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &serde_json::json!({
@@ -214,11 +183,10 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
             ))
         }
         (Method::GET, ["sessions", handle]) => {
-            let rec = store
-                .session(handle, now)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| Reject::NotFound(format!("no live session {handle}")))?;
+            let rec = sessions
+                .session(handle)
+                .await?
+                .ok_or_else(|| not_found(handle))?;
             ok(serde_json::json!({
                 "handle": rec.handle,
                 "user_id": rec.user_id,
@@ -229,64 +197,42 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
             }))
         }
         (Method::DELETE, ["sessions", handle]) => {
-            let handle = handle.to_string();
-            if !state
-                .revoke_session(&handle, "admin")
-                .await
-                .map_err(session_err)?
-            {
-                return Err(Reject::NotFound(format!("no live session {handle}")));
+            if !sessions.revoke(handle, RevokeReason::Admin).await? {
+                return Err(not_found(handle));
             }
             ok(serde_json::json!({ "revoked": true }))
         }
         (Method::PUT, ["sessions", handle, "data"]) => {
             let handle = handle.to_string();
-            let data: serde_json::Value = json_body(req).await?;
-            if !store
-                .update_session_data(&handle, data, now)
-                .await
-                .map_err(store_err)?
-            {
-                return Err(Reject::NotFound(format!("no live session {handle}")));
+            let data = json_body(req).await?;
+            if !sessions.update_session_data(&handle, data).await? {
+                return Err(not_found(&handle));
             }
             ok(serde_json::json!({ "updated": true }))
         }
         (Method::PUT, ["sessions", handle, "jwt-payload"]) => {
             let handle = handle.to_string();
-            let payload: serde_json::Value = json_body(req).await?;
-            if !sessions
-                .set_jwt_payload(&handle, payload)
-                .await
-                .map_err(session_err)?
-            {
-                return Err(Reject::NotFound(format!("no live session {handle}")));
+            let payload = json_body(req).await?;
+            if !sessions.set_jwt_payload(&handle, payload).await? {
+                return Err(not_found(&handle));
             }
             ok(serde_json::json!({ "updated": true }))
         }
         (Method::GET, ["users", user, "sessions"]) => {
-            let handles = store.user_sessions(user, now).await.map_err(store_err)?;
+            let handles = sessions.user_sessions(user).await?;
             ok(serde_json::json!({ "user_id": user, "sessions": handles }))
         }
         (Method::DELETE, ["users", user, "sessions"]) => {
-            let user = user.to_string();
-            let n = state
-                .revoke_user(&user, "admin")
-                .await
-                .map_err(session_err)?;
+            let n = sessions.revoke_user(user, RevokeReason::Admin).await?;
             ok(serde_json::json!({ "revoked": n }))
         }
         (Method::POST, ["keys", "rotate"]) => {
-            let kid = sessions.keys().force_rotate().await.map_err(|e| match e {
-                crate::keys::KeyCacheError::StaticKey => Reject::BadRequest(e.to_string()),
-                other => store_err(other),
-            })?;
+            let kid = sessions.keys().force_rotate().await?;
             state.metrics.key_rotations_total.inc();
             ok(serde_json::json!({ "kid": kid }))
         }
         (Method::POST, ["jobs", "purge"]) => {
-            let deleted = crate::jobs::purge_job_once(state)
-                .await
-                .map_err(store_err)?;
+            let deleted = crate::jobs::purge_job_once(state).await?;
             ok(serde_json::json!({
                 "deleted": deleted.unwrap_or(0),
                 "skipped": deleted.is_none(),

@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::jobs::Jobs;
 use crate::keys::{KeyCache, KeyPolicy};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReloadResult};
 use crate::server::{self, Limits, TlsSwap};
 use crate::sessions::{SessionSettings, Sessions};
 use crate::startup;
@@ -114,16 +114,18 @@ pub async fn start_on(
     let policy = KeyPolicy::from_config(&cfg.tokens)?;
     // Loaded now for a static secret; otherwise by `startup` once the store answers.
     let keys = Arc::new(KeyCache::new(store.clone(), policy, clock.clone())?);
+    let blacklist = cfg.tokens.access_token.blacklisting.then(|| {
+        let retain = (cfg.tokens.access_token.validity_secs as i64) * 1000 + 60_000;
+        Arc::new(Blacklist::new(retain))
+    });
     let sessions = Sessions::new(
         store.clone(),
         keys,
         SessionSettings::from_config(&cfg),
         clock.clone(),
+        blacklist,
+        metrics.clone(),
     );
-    let blacklist = cfg.tokens.access_token.blacklisting.then(|| {
-        let retain = (cfg.tokens.access_token.validity_secs as i64) * 1000 + 60_000;
-        Arc::new(Blacklist::new(retain))
-    });
     let tls = match &cfg.server.tls {
         Some(t) => Some(TlsSwap::load(&t.cert, &t.key)?),
         None => None,
@@ -135,7 +137,7 @@ pub async fn start_on(
         idle_timeout: cfg.server.idle_timeout,
         grace: cfg.server.shutdown_grace,
     };
-    let state = AppState::new(cfg, sessions, blacklist, metrics, clock);
+    let state = AppState::new(cfg, sessions, metrics, clock);
     let (stop, stop_rx) = watch::channel(false);
     if is_sqlite {
         startup::attempt(&state).await?;
@@ -233,7 +235,7 @@ impl Reloader {
     /// the log). Returns whether it was applied; `log` gets the new `logging.level`.
     pub fn apply(&self, loaded: Result<Config, ConfigError>, origin: &str, log: &LogLevel) -> bool {
         let current = self.live.current();
-        let reloads = &current.metrics.config_reloads_total;
+        let metrics = &current.metrics;
         let new = match loaded {
             Ok(cfg) => cfg,
             Err(e) => {
@@ -244,7 +246,7 @@ impl Reloader {
                 for p in &e.problems {
                     tracing::error!("{p}");
                 }
-                reloads.with_label_values(&["error"]).inc();
+                metrics.config_reload(ReloadResult::Error);
                 return false;
             }
         };
@@ -257,7 +259,7 @@ impl Reloader {
                     "configuration reload refused, nothing changed; invalid configuration:"
                 );
                 tracing::error!("server.tls: {e:#}");
-                reloads.with_label_values(&["error"]).inc();
+                metrics.config_reload(ReloadResult::Error);
                 return false;
             }
         }
@@ -266,7 +268,7 @@ impl Reloader {
         }
         let level = next.logging.level.clone();
         self.live.replace(&current.next_generation(next));
-        reloads.with_label_values(&["ok"]).inc();
+        metrics.config_reload(ReloadResult::Ok);
         tracing::info!(
             file = origin,
             restart_only_changes = kept.len(),

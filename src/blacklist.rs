@@ -147,14 +147,6 @@ impl Blacklist {
         self.synced.store(true, Ordering::Release);
         Ok(added)
     }
-
-    pub fn len(&self) -> usize {
-        self.revoked.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,31 @@
-//! The one place that turns a refusal or failure into an HTTP status and JSON body.
+//! The one place that turns a refusal or failure into an HTTP status and JSON body, and the
+//! one rescue: the `From` conversions below turn the errors of the layers beneath (session
+//! operations, the store, the key cache, path and header hygiene) into a [`Reject`], logging
+//! store failures as they do.
 //!
 //! Every response the gateway itself produces for an error goes through [`Reject::response`],
 //! so status codes are picked here and nowhere else. Bodies are `{"error": "...",
 //! "message": "..."}`; the session-expiry ones keep the exact `{"error": "..."}` shape the
 //! frontend SDK contract uses.
+//!
+//! One caller-dependent choice stays with the caller: an invalid session request is the
+//! client's fault (400) when the client made it (admin API), but the upstream's when it came
+//! from its session-control headers; the gateway wraps that case as
+//! [`Reject::BadSessionControl`] (502) itself.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{full, Body};
+use crate::keys::KeyCacheError;
+use crate::proxy::headers::{HeaderError, HostError};
+use crate::proxy::route::{PathError, UpstreamUriError};
+use crate::sessions::SessionError;
+use crate::store::StoreError;
 
-/// Why the gateway answers instead of forwarding.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Reject {
+/// The session-expiry refusals of the frontend SDK contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Expiry {
     /// No session, or a session that is gone: the caller adds clearing cookies.
     #[error("unauthorised")]
     Unauthorised,
@@ -21,6 +34,26 @@ pub enum Reject {
     TryRefreshToken,
     #[error("token theft detected")]
     TokenTheft,
+}
+
+impl Expiry {
+    /// The `error` value the SDK reads.
+    pub fn code(self) -> &'static str {
+        match self {
+            Expiry::Unauthorised => "unauthorised",
+            Expiry::TryRefreshToken => "try_refresh_token",
+            Expiry::TokenTheft => "token_theft_detected",
+        }
+    }
+}
+
+/// Why the gateway answers instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    /// A session-expiry refusal, answered with the status it carries
+    /// (`session.expired_status`; only the public listener gives these).
+    #[error("{0}")]
+    Expired(Expiry, StatusCode),
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("no route for this request")]
@@ -62,11 +95,10 @@ pub enum Reject {
 pub const RETRY_AFTER_SECS: u32 = 2;
 
 impl Reject {
-    /// Status code for this refusal; `expired_status` is `session.expired_status`.
-    pub fn status(&self, expired_status: u16) -> StatusCode {
-        let expired = StatusCode::from_u16(expired_status).unwrap_or(StatusCode::UNAUTHORIZED);
+    /// Status code for this refusal.
+    pub fn status(&self) -> StatusCode {
         match self {
-            Reject::Unauthorised | Reject::TryRefreshToken | Reject::TokenTheft => expired,
+            Reject::Expired(_, status) => *status,
             Reject::BadRequest(_) => StatusCode::BAD_REQUEST,
             Reject::NoRoute | Reject::NotFound(_) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -85,9 +117,7 @@ impl Reject {
     /// The machine-readable `error` value.
     pub fn code(&self) -> &'static str {
         match self {
-            Reject::Unauthorised => "unauthorised",
-            Reject::TryRefreshToken => "try_refresh_token",
-            Reject::TokenTheft => "token_theft_detected",
+            Reject::Expired(why, _) => why.code(),
             Reject::BadRequest(_) => "bad_request",
             Reject::NoRoute | Reject::NotFound(_) => "not_found",
             Reject::MethodNotAllowed(_) => "method_not_allowed",
@@ -108,11 +138,9 @@ impl Reject {
 
     /// The JSON response. Session-expiry refusals carry only `error` (the SDK contract);
     /// the others add a human `message`. Internal details are never echoed to clients.
-    pub fn response(&self, expired_status: u16) -> Response<Body> {
+    pub fn response(&self) -> Response<Body> {
         let body = match self {
-            Reject::Unauthorised | Reject::TryRefreshToken | Reject::TokenTheft => {
-                serde_json::json!({ "error": self.code() })
-            }
+            Reject::Expired(..) => serde_json::json!({ "error": self.code() }),
             Reject::Internal(_) => {
                 serde_json::json!({ "error": self.code(), "message": "internal error" })
             }
@@ -121,7 +149,7 @@ impl Reject {
             }
             other => serde_json::json!({ "error": other.code(), "message": other.to_string() }),
         };
-        let mut resp = json_response(self.status(expired_status), &body);
+        let mut resp = json_response(self.status(), &body);
         match self {
             Reject::StoreUnavailable => {
                 resp.headers_mut()
@@ -134,6 +162,74 @@ impl Reject {
             _ => {}
         }
         resp
+    }
+}
+
+/// Store failures: logged, and answered 503 with `Retry-After`.
+impl From<StoreError> for Reject {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "session store operation failed");
+        Reject::StoreUnavailable
+    }
+}
+
+/// A static key cannot be rotated (the request's mistake); any other key-cache failure means
+/// the keys could not be read from the store.
+impl From<KeyCacheError> for Reject {
+    fn from(e: KeyCacheError) -> Self {
+        match e {
+            KeyCacheError::StaticKey => Reject::BadRequest(e.to_string()),
+            KeyCacheError::Store(e) => e.into(),
+            other => {
+                tracing::warn!(error = %other, "session store operation failed");
+                Reject::StoreUnavailable
+            }
+        }
+    }
+}
+
+/// Invalid input is the caller's (400); a token that cannot be signed is ours (500).
+impl From<SessionError> for Reject {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Store(e) => e.into(),
+            SessionError::Keys(e) => e.into(),
+            SessionError::InvalidInput(m) => Reject::BadRequest(m),
+            SessionError::Sign(m) => {
+                tracing::error!(error = %m, "could not sign an access token");
+                Reject::Internal(m)
+            }
+        }
+    }
+}
+
+impl From<PathError> for Reject {
+    fn from(e: PathError) -> Self {
+        Reject::BadRequest(e.to_string())
+    }
+}
+
+impl From<HostError> for Reject {
+    fn from(e: HostError) -> Self {
+        Reject::BadRequest(e.to_string())
+    }
+}
+
+impl From<UpstreamUriError> for Reject {
+    fn from(e: UpstreamUriError) -> Self {
+        Reject::BadRequest(e.to_string())
+    }
+}
+
+/// A spoofed identity header is the client's mistake (400), a transfer coding the gateway does
+/// not implement is 501, and an identity value that cannot be a header value is ours (500).
+impl From<HeaderError> for Reject {
+    fn from(e: HeaderError) -> Self {
+        match e {
+            HeaderError::UnderscoreIdentity(_) => Reject::BadRequest(e.to_string()),
+            HeaderError::UnsupportedTransferCoding(_) => Reject::NotImplemented(e.to_string()),
+            HeaderError::InvalidValue(_) => Reject::Internal(e.to_string()),
+        }
     }
 }
 
@@ -156,25 +252,77 @@ mod tests {
 
     #[test]
     fn statuses() {
-        let check = |r: Reject, expired: u16, want: u16| {
-            assert_eq!(r.status(expired).as_u16(), want, "{r:?}");
+        let check = |r: Reject, want: u16| {
+            assert_eq!(r.status().as_u16(), want, "{r:?}");
+            assert_eq!(r.response().status().as_u16(), want, "{r:?}");
         };
-        check(Reject::Unauthorised, 401, 401);
-        check(Reject::TryRefreshToken, 440, 440);
-        check(Reject::TokenTheft, 440, 440);
-        check(Reject::StoreUnavailable, 401, 503);
-        check(Reject::BadSessionControl("x".into()), 401, 502);
-        check(Reject::GatewayTimeout, 401, 504);
-        check(Reject::BadRequest("x".into()), 401, 400);
-        check(Reject::ForbiddenOrigin("x".into()), 401, 403);
-        check(Reject::MethodNotAllowed("POST"), 401, 405);
-        check(Reject::NotImplemented("x".into()), 401, 501);
-        check(Reject::RequestTimeout, 401, 408);
+        let at = |n| StatusCode::from_u16(n).unwrap();
+        check(Reject::Expired(Expiry::Unauthorised, at(401)), 401);
+        check(Reject::Expired(Expiry::TryRefreshToken, at(440)), 440);
+        check(Reject::Expired(Expiry::TokenTheft, at(440)), 440);
+        check(Reject::StoreUnavailable, 503);
+        check(Reject::BadSessionControl("x".into()), 502);
+        check(Reject::GatewayTimeout, 504);
+        check(Reject::BadRequest("x".into()), 400);
+        check(Reject::ForbiddenOrigin("x".into()), 403);
+        check(Reject::MethodNotAllowed("POST"), 405);
+        check(Reject::NotImplemented("x".into()), 501);
+        check(Reject::RequestTimeout, 408);
     }
 
     #[test]
     fn store_unavailable_has_retry_after() {
-        let r = Reject::StoreUnavailable.response(401);
+        let r = Reject::StoreUnavailable.response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+    }
+
+    /// The rescue: each lower-layer error → (status, `error` code).
+    #[test]
+    fn rescue() {
+        let check = |r: Reject, status: u16, code: &str| {
+            assert_eq!((r.status().as_u16(), r.code()), (status, code), "{r:?}");
+        };
+        let store = || StoreError::Unavailable("down".into());
+        check(store().into(), 503, "store_unavailable");
+        check(
+            SessionError::Store(store()).into(),
+            503,
+            "store_unavailable",
+        );
+        check(
+            SessionError::Keys(KeyCacheError::NotLoaded).into(),
+            503,
+            "store_unavailable",
+        );
+        check(
+            SessionError::Keys(KeyCacheError::Store(store())).into(),
+            503,
+            "store_unavailable",
+        );
+        check(
+            SessionError::InvalidInput("user_id".into()).into(),
+            400,
+            "bad_request",
+        );
+        check(SessionError::Sign("x".into()).into(), 500, "internal");
+        check(KeyCacheError::StaticKey.into(), 400, "bad_request");
+        check(KeyCacheError::NotLoaded.into(), 503, "store_unavailable");
+        check(PathError::Params.into(), 400, "bad_request");
+        check(HostError::Missing.into(), 400, "bad_request");
+        check(
+            HeaderError::UnderscoreIdentity("x_user_id".into()).into(),
+            400,
+            "bad_request",
+        );
+        check(
+            HeaderError::UnsupportedTransferCoding("gzip".into()).into(),
+            501,
+            "not_implemented",
+        );
+        check(
+            HeaderError::InvalidValue("x-user-id".into()).into(),
+            500,
+            "internal",
+        );
     }
 }

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::metrics::{JobName, JobOutcome};
 use crate::state::AppState;
 use crate::store::Maintenance;
 
@@ -60,18 +61,13 @@ pub async fn purge_once(state: &AppState) -> Result<Option<u64>, crate::store::S
         .await
 }
 
-fn record(state: &AppState, job: &str, started: Instant, ok: bool) {
-    let outcome = if ok { "ok" } else { "error" };
-    state
-        .metrics
-        .job_runs_total
-        .with_label_values(&[job, outcome])
-        .inc();
-    state
-        .metrics
-        .job_duration_seconds
-        .with_label_values(&[job])
-        .observe(started.elapsed().as_secs_f64());
+fn record(state: &AppState, job: JobName, started: Instant, ok: bool) {
+    let outcome = if ok {
+        JobOutcome::Ok
+    } else {
+        JobOutcome::Error
+    };
+    state.metrics.job_run(job, outcome, started);
 }
 
 /// One run of the rotation check.
@@ -83,11 +79,11 @@ pub async fn rotate_keys_once(state: &AppState) {
                 state.metrics.key_rotations_total.inc();
                 tracing::info!(kid = %kid, "signing key rotated");
             }
-            record(state, "key_rotation", started, true);
+            record(state, JobName::KeyRotation, started, true);
         }
         Err(e) => {
             tracing::warn!(error = %e, "key rotation check failed");
-            record(state, "key_rotation", started, false);
+            record(state, JobName::KeyRotation, started, false);
         }
     }
 }
@@ -101,15 +97,15 @@ pub async fn purge_job_once(state: &AppState) -> Result<Option<u64>, crate::stor
         Ok(Some(n)) => {
             state.metrics.purged_sessions_total.inc_by(*n);
             tracing::info!(deleted = n, "purged expired sessions");
-            record(state, "purge", started, true);
+            record(state, JobName::Purge, started, true);
         }
         Ok(None) => {
             tracing::debug!("purge skipped: another instance holds the lock");
-            record(state, "purge", started, true);
+            record(state, JobName::Purge, started, true);
         }
         Err(e) => {
             tracing::warn!(error = %e, "purge failed");
-            record(state, "purge", started, false);
+            record(state, JobName::Purge, started, false);
         }
     }
     result
@@ -145,7 +141,7 @@ impl Jobs {
             )?)
             .await?;
         scheduler.start().await?;
-        let feed = state.blacklist.clone().map(|bl| {
+        let feed = state.sessions.blacklist().cloned().map(|bl| {
             let st = state.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(crate::blacklist::POLL_INTERVAL);

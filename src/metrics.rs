@@ -1,12 +1,113 @@
 //! Prometheus metrics (prefix `sessiongate_`), all of SPEC §11 plus process metrics, in one
 //! registry owned by [`Metrics`]. The `route` label is always a configured route name (or one
 //! of the fixed names `refresh`, `logout`, `unmatched`), never a raw path, so cardinality is
-//! bounded by the config.
+//! bounded by the config. Every other label value is one of the typed enums below (each
+//! with `as_str`), so a call site cannot misspell one.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+/// Declares a metric-label enum and its `as_str` (the exported label value).
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value as exported.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// `auth_decisions_total{outcome}`: what checking a request's access token decided.
+    AuthOutcome {
+        /// No `sIdRefreshToken`: the browser has no session.
+        NoSession => "no_session",
+        /// Tokens cannot be checked yet (no keys, or the revocation feed not read).
+        Unavailable => "unavailable",
+        MissingAccessToken => "missing_access_token",
+        Expired => "expired",
+        UnknownKey => "unknown_key",
+        Invalid => "invalid",
+        AntiCsrfFailed => "anti_csrf_failed",
+        Revoked => "revoked",
+        Valid => "valid",
+    }
+}
+
+label_enum! {
+    /// `refresh_total{outcome}`: what a refresh attempt came to.
+    RefreshLabel {
+        Rotated => "rotated",
+        GraceReplay => "grace_replay",
+        Theft => "theft",
+        /// Missing, malformed, forged, unknown or expired: nothing issued, nothing revoked.
+        Unauthorised => "unauthorised",
+        /// The store (or the keys) could not answer.
+        StoreUnavailable => "store_unavailable",
+    }
+}
+
+label_enum! {
+    /// `sessions_revoked_total{reason}`: who ended the sessions.
+    RevokeReason {
+        /// The browser's logout request.
+        Logout => "logout",
+        /// An upstream's `sessiongate-revoke`.
+        Upstream => "upstream",
+        /// The admin API.
+        Admin => "admin",
+        /// Refresh-token theft (`session.theft_action`).
+        Theft => "theft",
+    }
+}
+
+label_enum! {
+    /// `config_reloads_total{result}`.
+    ReloadResult {
+        Ok => "ok",
+        Error => "error",
+    }
+}
+
+label_enum! {
+    /// `job_runs_total{job}` and `job_duration_seconds{job}`.
+    JobName {
+        Purge => "purge",
+        KeyRotation => "key_rotation",
+    }
+}
+
+label_enum! {
+    /// `job_runs_total{outcome}`.
+    JobOutcome {
+        Ok => "ok",
+        Error => "error",
+    }
+}
+
+label_enum! {
+    /// `connections_closed_total{reason}`: why the public listener closed a connection itself.
+    CloseReason {
+        HeaderTimeout => "header_timeout",
+        IdleTimeout => "idle_timeout",
+        PerIpLimit => "per_ip_limit",
+    }
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -183,8 +284,8 @@ impl Metrics {
             registry: r,
         };
         // Both results are exported from the start, at 0.
-        for result in ["ok", "error"] {
-            m.config_reloads_total.with_label_values(&[result]);
+        for result in ReloadResult::ALL {
+            m.config_reloads_total.with_label_values(&[result.as_str()]);
         }
         m
     }
@@ -207,7 +308,93 @@ impl Metrics {
         }
     }
 
-    pub fn histogram(&self, h: &HistogramVec, label: &str) -> Histogram {
-        h.with_label_values(&[label])
+    pub fn auth_decision(&self, outcome: AuthOutcome) {
+        self.auth_decisions_total
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    pub fn refresh(&self, outcome: RefreshLabel) {
+        self.refresh_total
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+
+    /// Counts `n` sessions revoked for `reason`.
+    pub fn revoked(&self, reason: RevokeReason, n: u64) {
+        self.sessions_revoked_total
+            .with_label_values(&[reason.as_str()])
+            .inc_by(n);
+    }
+
+    pub fn config_reload(&self, result: ReloadResult) {
+        self.config_reloads_total
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// Counts and times one run of `job`.
+    pub fn job_run(&self, job: JobName, outcome: JobOutcome, started: std::time::Instant) {
+        self.job_runs_total
+            .with_label_values(&[job.as_str(), outcome.as_str()])
+            .inc();
+        self.job_duration_seconds
+            .with_label_values(&[job.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exported label values are a contract (dashboards, `tests/metrics_flow.rs`).
+    #[test]
+    fn label_values() {
+        let check = |got: Vec<&str>, want: &[&str]| assert_eq!(got, want);
+        check(
+            AuthOutcome::ALL.iter().map(|o| o.as_str()).collect(),
+            &[
+                "no_session",
+                "unavailable",
+                "missing_access_token",
+                "expired",
+                "unknown_key",
+                "invalid",
+                "anti_csrf_failed",
+                "revoked",
+                "valid",
+            ],
+        );
+        check(
+            RefreshLabel::ALL.iter().map(|o| o.as_str()).collect(),
+            &[
+                "rotated",
+                "grace_replay",
+                "theft",
+                "unauthorised",
+                "store_unavailable",
+            ],
+        );
+        check(
+            RevokeReason::ALL.iter().map(|o| o.as_str()).collect(),
+            &["logout", "upstream", "admin", "theft"],
+        );
+        check(
+            ReloadResult::ALL.iter().map(|o| o.as_str()).collect(),
+            &["ok", "error"],
+        );
+        check(
+            JobName::ALL.iter().map(|o| o.as_str()).collect(),
+            &["purge", "key_rotation"],
+        );
+        check(
+            JobOutcome::ALL.iter().map(|o| o.as_str()).collect(),
+            &["ok", "error"],
+        );
+        check(
+            CloseReason::ALL.iter().map(|o| o.as_str()).collect(),
+            &["header_timeout", "idle_timeout", "per_ip_limit"],
+        );
     }
 }

@@ -57,6 +57,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
 use crate::gateway::Peer;
+use crate::metrics::CloseReason;
 
 /// Largest request head hyper buffers; bigger headers get 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -336,9 +337,9 @@ pub async fn serve<H, Fut>(
     let permits = Arc::new(Semaphore::new(max));
     let per_ip = Arc::new(PerIp::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
-    let count = move |reason: &str| {
+    let count = move |reason: CloseReason| {
         if let Some(c) = &closed_total {
-            c.with_label_values(&[reason]).inc();
+            c.with_label_values(&[reason.as_str()]).inc();
         }
     };
     tokio::pin!(shutdown);
@@ -367,7 +368,7 @@ pub async fn serve<H, Fut>(
             match per_ip.enter(addr.ip().to_canonical(), limits.max_connections_per_ip) {
                 Some(g) => Some(g),
                 None => {
-                    count("per_ip_limit");
+                    count(CloseReason::PerIpLimit);
                     tracing::debug!(peer = %addr, "connection refused: per-IP limit reached");
                     drop(stream);
                     continue;
@@ -449,7 +450,7 @@ async fn watch_connection<C>(
     activity: &Activity,
     limits: &Limits,
     mut phase: watch::Receiver<Phase>,
-    count: impl Fn(&'static str),
+    count: impl Fn(CloseReason),
 ) where
     C: GracefulConnection,
 {
@@ -489,7 +490,7 @@ async fn watch_connection<C>(
                         && now >= activity.started + limits.header_read_timeout =>
                     {
                         tracing::debug!("no complete request head before the deadline; closing");
-                        count("header_timeout");
+                        count(CloseReason::HeaderTimeout);
                         conn.as_mut().graceful_shutdown();
                         // Nothing was asked: nothing to wait for beyond flushing a GOAWAY.
                         closing = Some(now + Duration::from_millis(100));
@@ -497,7 +498,7 @@ async fn watch_connection<C>(
                     // Still before the first-request deadline.
                     None if activity.requests.load(Ordering::Relaxed) == 0 => {}
                     None if idle && now >= activity.last() + limits.idle_timeout => {
-                        count("idle_timeout");
+                        count(CloseReason::IdleTimeout);
                         conn.as_mut().graceful_shutdown();
                         closing = Some(now + CLOSE_GRACE);
                     }

@@ -1,14 +1,19 @@
-//! Session operations shared by the gateway, the admin API and the CLI: create, refresh,
-//! verify, revoke, update. One code path for every caller.
+//! Session operations: create, refresh, verify, revoke, look up, list and update sessions.
+//! [`Sessions`] is the only way the gateway and the admin API reach sessions (they make no
+//! store calls), so every caller gets the same rules, metrics and blacklist updates: a
+//! revocation is counted in `sessions_revoked_total{reason}` and refused on this instance at
+//! once; a refresh is counted in `refresh_total` by [`RefreshResult::label`], and a theft is
+//! revoked, counted and logged here.
 //!
 //! Glues the pure core (`session/`) to the store and the key cache. Reads the clock here and
-//! passes `now` down. Knows nothing about HTTP: callers turn outcomes into responses.
+//! passes `now` down. Knows nothing about HTTP: callers turn outcomes into responses (errors
+//! through the `From<SessionError> for Reject` rescue in `error.rs`).
 //!
 //! Input rules live here so every caller gets them, as [`SessionError::InvalidInput`]: user ids
 //! are 1..=255 bytes with no control characters and no edge whitespace; a JWT payload is a
-//! JSON object whose `sAccessToken` cookie fits [`MAX_ACCESS_COOKIE_BYTES`]. A `user_id` read
-//! from JSON (upstream `sessiongate-create`, admin `POST /v1/sessions`) may be a string or an
-//! integer ([`deserialize_user_id`]); an integer becomes its decimal text.
+//! JSON object whose `sAccessToken` cookie fits 4096 bytes (`MAX_ACCESS_COOKIE_BYTES`). A
+//! `user_id` read from JSON ([`NewSessionRequest`]: upstream `sessiongate-create`, admin
+//! `POST /v1/sessions`) may be a string or an integer; an integer becomes its decimal text.
 //!
 //! `verify` remembers verified access tokens in [`VerifiedTokens`], bounded to
 //! [`VERIFIED_CACHE_BYTES`] (16 MiB) of estimated memory with gradual eviction; expiry is
@@ -18,9 +23,11 @@ use std::sync::Arc;
 
 use rand::RngCore;
 
+use crate::blacklist::Blacklist;
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, TheftAction};
 use crate::keys::{KeyCache, KeyCacheError, KeyError};
+use crate::metrics::{Metrics, RefreshLabel, RevokeReason};
 use crate::session::access::{self, AccessClaims, AccessError};
 use crate::session::refresh::{RefreshToken, RefreshTokenError, SessionHandle};
 use crate::session::rotation::{RotationPolicy, UnauthorisedReason};
@@ -64,29 +71,55 @@ pub struct IssuedSession {
     pub anti_csrf: Option<String>,
 }
 
-/// The outcome of a refresh that the store answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RefreshResult {
-    /// Rotated (`grace_replay = false`) or replayed within the grace window (`true`).
-    Issued {
-        session: IssuedSession,
-        grace_replay: bool,
-    },
-    /// Token theft: revoked per `theft_action`.
-    Theft {
-        handle: String,
-        user_id: String,
-        revoked: u64,
-    },
-    /// Missing, forged, garbled, unknown or expired: nothing revoked.
-    Unauthorised(UnauthorisedWhy),
+/// A session to create, as an upstream's `sessiongate-create` header and the admin API's
+/// `POST /v1/sessions` body give it (both deserialize this): `user_id` a string or an integer,
+/// `jwt_payload` and `session_data` default to `{}`; other fields are refused.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSessionRequest {
+    #[serde(deserialize_with = "deserialize_user_id")]
+    pub user_id: String,
+    #[serde(default = "empty_object")]
+    pub jwt_payload: serde_json::Value,
+    #[serde(default = "empty_object")]
+    pub session_data: serde_json::Value,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnauthorisedWhy {
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// What a refresh came to; [`RefreshResult::label`] is its `refresh_total` label. A theft has
+/// been acted on (revoked per `theft_action`, counted, blacklisted, logged) by the time it is
+/// returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshResult {
+    Rotated(IssuedSession),
+    /// The same answer again: the previous token was presented within the grace window.
+    GraceReplay(IssuedSession),
+    Theft,
+    /// The caller found no refresh token to present.
+    Missing,
+    /// Not a refresh token at all.
     Malformed,
-    BadMac,
-    Session(UnauthorisedReason),
+    /// A refresh token whose MAC is wrong (forged, or made with another key).
+    Forged,
+    /// Genuine, but the store refused it (unknown, expired or revoked session, unknown token).
+    Refused(UnauthorisedReason),
+}
+
+impl RefreshResult {
+    pub fn label(&self) -> RefreshLabel {
+        match self {
+            RefreshResult::Rotated(_) => RefreshLabel::Rotated,
+            RefreshResult::GraceReplay(_) => RefreshLabel::GraceReplay,
+            RefreshResult::Theft => RefreshLabel::Theft,
+            RefreshResult::Missing
+            | RefreshResult::Malformed
+            | RefreshResult::Forged
+            | RefreshResult::Refused(_) => RefreshLabel::Unauthorised,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,12 +141,12 @@ impl From<KeyError> for SessionError {
 }
 
 /// Longest user id the stores accept (VARCHAR(255)).
-pub const MAX_USER_ID_BYTES: usize = 255;
+const MAX_USER_ID_BYTES: usize = 255;
 
 /// Largest `sAccessToken=<jwt>` (name, `=` and value) a session may need. Browsers drop a
 /// bigger cookie, and the session then loops on refresh; RFC 6265 §6.1 asks them to keep at
 /// least 4096 bytes.
-pub const MAX_ACCESS_COOKIE_BYTES: usize = 4096;
+const MAX_ACCESS_COOKIE_BYTES: usize = 4096;
 
 /// Default bound of the verified-token cache, in estimated bytes (see [`VerifiedTokens`]).
 pub const VERIFIED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -131,7 +164,7 @@ const ENTRY_OVERHEAD: u64 = std::mem::size_of::<AccessClaims>() as u64 + 160;
 /// checks the blacklist after every `verify`, hit or miss.
 ///
 /// Bounded in bytes, not entries: each entry weighs its token's length plus an estimate of
-/// its claims' heap size ([`claims_weight`]), and the total stays under the bound given to
+/// its claims' heap size (`claims_weight`), and the total stays under the bound given to
 /// [`VerifiedTokens::new`] ([`VERIFIED_CACHE_BYTES`] for [`Sessions`]). Eviction is gradual
 /// (quick_cache's S3-FIFO: a new token waits in a small probation queue and moves to the main
 /// queue once it is used again), so a flood of one-off tokens pushes out other one-off tokens,
@@ -185,7 +218,7 @@ fn json_weight(v: &serde_json::Value) -> u64 {
 
 /// The estimated memory one cache entry holds: the token text (the key), the claims' strings
 /// and payload, and a fixed [`ENTRY_OVERHEAD`].
-pub fn claims_weight(token: &str, c: &AccessClaims) -> u64 {
+fn claims_weight(token: &str, c: &AccessClaims) -> u64 {
     ENTRY_OVERHEAD
         + token.len() as u64
         + c.sub.len() as u64
@@ -252,12 +285,16 @@ impl VerifiedTokens {
     }
 }
 
+/// The session operations. Cheap to clone (shared parts behind `Arc`s).
 pub struct Sessions<S> {
     store: Arc<S>,
     keys: Arc<KeyCache<S>>,
     settings: SessionSettings,
     clock: Clock,
     verified: Arc<VerifiedTokens>,
+    /// This instance's revoked-session set (`tokens.access_token.blacklisting`).
+    blacklist: Option<Arc<Blacklist>>,
+    metrics: Metrics,
 }
 
 impl<S> Clone for Sessions<S> {
@@ -268,6 +305,8 @@ impl<S> Clone for Sessions<S> {
             settings: self.settings.clone(),
             clock: self.clock.clone(),
             verified: self.verified.clone(),
+            blacklist: self.blacklist.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -298,7 +337,7 @@ fn check_access_cookie(token: &str) -> Result<(), SessionError> {
 /// Reads a JSON `user_id`: a string as is, or an integer (`i64`/`u64`, as most ORMs give)
 /// as its decimal text, so `42` and `"42"` name the same user. Floats, booleans, null,
 /// arrays and objects are refused with a message saying what was expected.
-pub fn deserialize_user_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn deserialize_user_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct UserId;
     impl serde::de::Visitor<'_> for UserId {
         type Value = String;
@@ -348,6 +387,8 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         keys: Arc<KeyCache<S>>,
         settings: SessionSettings,
         clock: Clock,
+        blacklist: Option<Arc<Blacklist>>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             store,
@@ -355,9 +396,12 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
             settings,
             clock,
             verified: Arc::default(),
+            blacklist,
+            metrics,
         }
     }
 
+    /// The store, for maintenance (startup, jobs); session operations go through `Sessions`.
     pub fn store(&self) -> &Arc<S> {
         &self.store
     }
@@ -366,22 +410,27 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         &self.keys
     }
 
-    pub fn clock(&self) -> &Clock {
-        &self.clock
+    /// The revoked-session set, when blacklisting is on (startup and the feed poll fill it).
+    pub fn blacklist(&self) -> Option<&Arc<Blacklist>> {
+        self.blacklist.as_ref()
     }
 
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
+    /// Whether this instance knows the session `handle` to be revoked (always `false` without
+    /// blacklisting). A hash-set lookup.
+    pub fn is_revoked(&self, handle: &str) -> bool {
+        self.blacklist
+            .as_ref()
+            .is_some_and(|bl| bl.is_revoked(handle))
     }
 
-    /// Creates a session for `user_id` and issues its first tokens.
-    pub async fn create(
-        &self,
-        user_id: &str,
-        jwt_payload: serde_json::Value,
-        session_data: serde_json::Value,
-    ) -> Result<IssuedSession, SessionError> {
-        check_user_id(user_id)?;
+    /// Creates a session and issues its first tokens (counted in `sessions_created_total`).
+    pub async fn create(&self, new: NewSessionRequest) -> Result<IssuedSession, SessionError> {
+        let NewSessionRequest {
+            user_id,
+            jwt_payload,
+            session_data,
+        } = new;
+        check_user_id(&user_id)?;
         check_payload_object(&jwt_payload)?;
         let now = self.clock.now_ms();
         let ring = self.keys.ring()?;
@@ -393,7 +442,7 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         let token = RefreshToken::root(ring.refresh_key(), handle, secret);
         let record = SessionRecord {
             handle: handle.to_text(),
-            user_id: user_id.to_string(),
+            user_id,
             generation: 0,
             current_hash: token.hash(),
             previous_hash: None,
@@ -417,6 +466,7 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
                 expires_at: record.expires_at,
             })
             .await?;
+        self.metrics.sessions_created_total.inc();
         Ok(issued)
     }
 
@@ -453,17 +503,29 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         })
     }
 
-    /// Applies the rotation rules to a presented refresh token.
-    pub async fn refresh(&self, presented: &str) -> Result<RefreshResult, SessionError> {
+    /// Applies the rotation rules to a presented refresh token (`None`: the caller found
+    /// none) and counts the outcome in `refresh_total` (`store_unavailable` for an error).
+    pub async fn refresh(&self, presented: Option<&str>) -> Result<RefreshResult, SessionError> {
+        let result = match presented {
+            Some(token) => self.rotate(token).await,
+            None => Ok(RefreshResult::Missing),
+        };
+        self.metrics.refresh(match &result {
+            Ok(r) => r.label(),
+            Err(_) => RefreshLabel::StoreUnavailable,
+        });
+        result
+    }
+
+    async fn rotate(&self, presented: &str) -> Result<RefreshResult, SessionError> {
         let ring = self.keys.ring()?;
         let rk = ring.refresh_key();
         let token = match RefreshToken::parse(presented, rk) {
             Ok(t) => t,
-            Err(RefreshTokenError::Malformed) => {
-                return Ok(RefreshResult::Unauthorised(UnauthorisedWhy::Malformed))
-            }
+            Err(RefreshTokenError::Malformed) => return Ok(RefreshResult::Malformed),
             Err(RefreshTokenError::BadMac) => {
-                return Ok(RefreshResult::Unauthorised(UnauthorisedWhy::BadMac))
+                tracing::info!("refresh with a forged refresh token refused");
+                return Ok(RefreshResult::Forged);
             }
         };
         let child = token.child(rk);
@@ -479,26 +541,22 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
             theft_action: self.settings.theft_action,
         };
         Ok(match self.store.refresh(req).await? {
-            RefreshOutcome::Rotated(record) => RefreshResult::Issued {
-                session: self.issue(&record, &child)?,
-                grace_replay: false,
-            },
-            RefreshOutcome::GraceReplay(record) => RefreshResult::Issued {
-                session: self.issue(&record, &child)?,
-                grace_replay: true,
-            },
+            RefreshOutcome::Rotated(record) => RefreshResult::Rotated(self.issue(&record, &child)?),
+            RefreshOutcome::GraceReplay(record) => {
+                RefreshResult::GraceReplay(self.issue(&record, &child)?)
+            }
             RefreshOutcome::Theft {
                 handle,
                 user_id,
                 revoked,
-            } => RefreshResult::Theft {
-                handle,
-                user_id,
-                revoked,
-            },
-            RefreshOutcome::Unauthorised(r) => {
-                RefreshResult::Unauthorised(UnauthorisedWhy::Session(r))
+            } => {
+                self.metrics.token_theft_total.inc();
+                self.metrics.revoked(RevokeReason::Theft, revoked);
+                self.blacklist_now([handle.as_str()]);
+                tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
+                RefreshResult::Theft
             }
+            RefreshOutcome::Unauthorised(r) => RefreshResult::Refused(r),
         })
     }
 
@@ -557,7 +615,7 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
 
     /// Replaces the JWT payload of the live session `handle`; it takes effect at the next
     /// refresh. `Ok(false)` when there is no such live session. The payload must be an object
-    /// whose access-token cookie fits [`MAX_ACCESS_COOKIE_BYTES`], checked with a token
+    /// whose access-token cookie fits `MAX_ACCESS_COOKIE_BYTES`, checked with a token
     /// minted for this session's user and handle (the anti-CSRF value, which only the refresh
     /// token yields, is stood in for by one of the same length).
     pub async fn set_jwt_payload(
@@ -608,18 +666,82 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         }
     }
 
-    pub async fn revoke(&self, handle: &str) -> Result<bool, SessionError> {
+    /// The session handle a genuine refresh token names: its MAC is checked, nothing is looked
+    /// up. `None` for a malformed or forged token, or before the keys are loaded. Only for
+    /// learning which session to end (logout without an access token).
+    pub fn refresh_token_handle(&self, token: &str) -> Option<String> {
+        let ring = self.keys.ring().ok()?;
+        let token = RefreshToken::parse(token, ring.refresh_key()).ok()?;
+        Some(token.handle.to_text())
+    }
+
+    /// The live session `handle`, if there is one.
+    pub async fn session(&self, handle: &str) -> Result<Option<SessionRecord>, SessionError> {
+        Ok(self.store.session(handle, self.clock.now_ms()).await?)
+    }
+
+    /// The handles of `user_id`'s live sessions.
+    pub async fn user_sessions(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
         Ok(self
             .store
-            .revoke_session(handle, self.clock.now_ms())
+            .user_sessions(user_id, self.clock.now_ms())
             .await?)
     }
 
-    pub async fn revoke_user(&self, user_id: &str) -> Result<u64, SessionError> {
+    /// Replaces the session data of the live session `handle`; `Ok(false)` when there is none.
+    pub async fn update_session_data(
+        &self,
+        handle: &str,
+        data: serde_json::Value,
+    ) -> Result<bool, SessionError> {
         Ok(self
             .store
-            .revoke_user_sessions(user_id, self.clock.now_ms())
+            .update_session_data(handle, data, self.clock.now_ms())
             .await?)
+    }
+
+    /// Revokes one session: in the store, in `sessions_revoked_total{reason}` (when it was
+    /// live), and in this instance's blacklist (other instances learn of it from the store's
+    /// revocation feed). `Ok(false)`: no such live session.
+    pub async fn revoke(&self, handle: &str, reason: RevokeReason) -> Result<bool, SessionError> {
+        let revoked = self
+            .store
+            .revoke_session(handle, self.clock.now_ms())
+            .await?;
+        if revoked {
+            self.metrics.revoked(reason, 1);
+        }
+        self.blacklist_now([handle]);
+        Ok(revoked)
+    }
+
+    /// Revokes all of a user's sessions (one statement in the store) like [`Sessions::revoke`];
+    /// returns how many.
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        reason: RevokeReason,
+    ) -> Result<u64, SessionError> {
+        let now = self.clock.now_ms();
+        // The handles are needed only to refuse them here at once.
+        let handles = match &self.blacklist {
+            Some(_) => self.store.user_sessions(user_id, now).await?,
+            None => Vec::new(),
+        };
+        let n = self.store.revoke_user_sessions(user_id, now).await?;
+        self.metrics.revoked(reason, n);
+        self.blacklist_now(handles.iter().map(String::as_str));
+        Ok(n)
+    }
+
+    /// Refuses these sessions on this instance at once. No-op without blacklisting.
+    fn blacklist_now<'a>(&self, handles: impl IntoIterator<Item = &'a str>) {
+        if let Some(bl) = &self.blacklist {
+            let now = self.clock.now_ms();
+            for h in handles {
+                bl.insert(h, now);
+            }
+        }
     }
 }
 
@@ -764,5 +886,180 @@ mod tests {
         check(r#"{"user_id": null}"#, Err(expected));
         check(r#"{"user_id": {"id": 1}}"#, Err(expected));
         check(r#"{"user_id": [1]}"#, Err(expected));
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+    use crate::config::{SigningAlgorithm, TableNames};
+    use crate::keys::KeyPolicy;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::Maintenance;
+
+    const GRACE_MS: Millis = 10_000;
+
+    /// Sessions over a real in-memory SQLite store, with its own metrics.
+    async fn sessions(blacklisting: bool) -> (Sessions<SqliteStore>, Metrics, Clock) {
+        let store = SqliteStore::open(None, &TableNames::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let store = Arc::new(store);
+        let clock = Clock::system();
+        let policy = KeyPolicy {
+            dynamic: true,
+            interval_ms: 86_400_000,
+            algorithm: SigningAlgorithm::Hs256,
+            max_validity_ms: 3_600_000,
+            static_secret: None,
+        };
+        let keys = KeyCache::load(store.clone(), policy, clock.clone())
+            .await
+            .unwrap();
+        let settings = SessionSettings {
+            access_validity_secs: 3600,
+            refresh_validity_ms: 86_400_000,
+            reuse_grace_ms: GRACE_MS,
+            anti_csrf: true,
+            theft_action: TheftAction::RevokeSession,
+        };
+        let metrics = Metrics::new();
+        let blacklist = blacklisting.then(|| Arc::new(Blacklist::new(3_660_000)));
+        let s = Sessions::new(
+            store,
+            Arc::new(keys),
+            settings,
+            clock.clone(),
+            blacklist,
+            metrics.clone(),
+        );
+        (s, metrics, clock)
+    }
+
+    fn new_session(user: &str) -> NewSessionRequest {
+        serde_json::from_value(serde_json::json!({ "user_id": user })).unwrap()
+    }
+
+    fn revoked(m: &Metrics, reason: RevokeReason) -> u64 {
+        m.sessions_revoked_total
+            .with_label_values(&[reason.as_str()])
+            .get()
+    }
+
+    #[tokio::test]
+    async fn revoke_counts_and_blacklists() {
+        let (s, m, _) = sessions(true).await;
+        let a = s.create(new_session("alice")).await.unwrap().handle;
+        let b = s.create(new_session("alice")).await.unwrap().handle;
+        assert_eq!(m.sessions_created_total.get(), 2);
+        assert!(!s.is_revoked(&a));
+
+        assert!(s.revoke(&a, RevokeReason::Logout).await.unwrap());
+        assert!(s.is_revoked(&a), "refused here at once");
+        assert!(!s.is_revoked(&b));
+        assert_eq!(revoked(&m, RevokeReason::Logout), 1);
+        assert!(s.session(&a).await.unwrap().is_none());
+        // Already gone: not counted again.
+        assert!(!s.revoke(&a, RevokeReason::Logout).await.unwrap());
+        assert_eq!(revoked(&m, RevokeReason::Logout), 1);
+
+        assert_eq!(s.user_sessions("alice").await.unwrap(), vec![b.clone()]);
+        assert_eq!(
+            s.revoke_user("alice", RevokeReason::Admin).await.unwrap(),
+            1
+        );
+        assert!(s.is_revoked(&b));
+        assert_eq!(revoked(&m, RevokeReason::Admin), 1);
+        assert!(s.user_sessions("alice").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_blacklisting_nothing_is_refused_locally() {
+        let (s, m, _) = sessions(false).await;
+        let a = s.create(new_session("bob")).await.unwrap().handle;
+        assert!(s.revoke(&a, RevokeReason::Upstream).await.unwrap());
+        assert!(!s.is_revoked(&a));
+        assert!(s.blacklist().is_none());
+        assert_eq!(revoked(&m, RevokeReason::Upstream), 1);
+    }
+
+    #[tokio::test]
+    async fn refresh_outcomes_and_their_labels() {
+        let (s, m, clock) = sessions(true).await;
+        let first = s.create(new_session("carol")).await.unwrap();
+        let t0 = first.refresh_token.clone();
+        let count = |l: RefreshLabel| m.refresh_total.with_label_values(&[l.as_str()]).get();
+
+        assert_eq!(s.refresh(None).await.unwrap(), RefreshResult::Missing);
+        assert_eq!(
+            s.refresh(Some("not a token")).await.unwrap(),
+            RefreshResult::Malformed
+        );
+        let RefreshResult::Rotated(second) = s.refresh(Some(&t0)).await.unwrap() else {
+            panic!("expected a rotation");
+        };
+        // The previous token again within the grace window: the same answer.
+        assert_eq!(
+            s.refresh(Some(&t0)).await.unwrap(),
+            RefreshResult::GraceReplay(second.clone())
+        );
+        clock.advance(std::time::Duration::from_millis(GRACE_MS as u64 + 1000));
+        assert_eq!(s.refresh(Some(&t0)).await.unwrap(), RefreshResult::Theft);
+        assert_eq!(m.token_theft_total.get(), 1);
+        assert_eq!(revoked(&m, RevokeReason::Theft), 1);
+        assert!(s.is_revoked(&first.handle));
+        assert!(matches!(
+            s.refresh(Some(&second.refresh_token)).await.unwrap(),
+            RefreshResult::Refused(_)
+        ));
+
+        assert_eq!(count(RefreshLabel::Rotated), 1);
+        assert_eq!(count(RefreshLabel::GraceReplay), 1);
+        assert_eq!(count(RefreshLabel::Theft), 1);
+        assert_eq!(count(RefreshLabel::Unauthorised), 3);
+        assert_eq!(count(RefreshLabel::StoreUnavailable), 0);
+    }
+
+    #[test]
+    fn refresh_labels() {
+        let issued = IssuedSession {
+            handle: String::new(),
+            user_id: String::new(),
+            access_token: String::new(),
+            access_expires_at: 0,
+            refresh_token: String::new(),
+            session_expires_at: 0,
+            id_refresh_token: String::new(),
+            anti_csrf: None,
+        };
+        let check = |r: RefreshResult, want: &str| assert_eq!(r.label().as_str(), want, "{r:?}");
+        check(RefreshResult::Rotated(issued.clone()), "rotated");
+        check(RefreshResult::GraceReplay(issued), "grace_replay");
+        check(RefreshResult::Theft, "theft");
+        check(RefreshResult::Missing, "unauthorised");
+        check(RefreshResult::Malformed, "unauthorised");
+        check(RefreshResult::Forged, "unauthorised");
+        check(
+            RefreshResult::Refused(UnauthorisedReason::Expired),
+            "unauthorised",
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_input_is_refused_before_anything_is_stored() {
+        let (s, m, _) = sessions(false).await;
+        let bad = |json| serde_json::from_value::<NewSessionRequest>(json).unwrap();
+        for req in [
+            bad(serde_json::json!({"user_id": ""})),
+            bad(serde_json::json!({"user_id": " alice"})),
+            bad(serde_json::json!({"user_id": "a", "jwt_payload": [1]})),
+            bad(serde_json::json!({"user_id": "a", "jwt_payload": {"x": "y".repeat(5000)}})),
+        ] {
+            let e = s.create(req.clone()).await.unwrap_err();
+            assert!(matches!(e, SessionError::InvalidInput(_)), "{req:?}: {e}");
+        }
+        assert_eq!(m.sessions_created_total.get(), 0);
+        assert!(s.user_sessions("a").await.unwrap().is_empty());
     }
 }

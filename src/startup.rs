@@ -49,7 +49,7 @@ pub async fn attempt(state: &AppState) -> anyhow::Result<()> {
         .initialise()
         .await
         .context("loading signing keys")?;
-    if let Some(bl) = &state.blacklist {
+    if let Some(bl) = state.sessions.blacklist() {
         if !bl.is_synced() {
             bl.catch_up(state.sessions.store().as_ref(), state.clock.now_ms())
                 .await

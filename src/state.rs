@@ -4,27 +4,26 @@
 //!
 //! An `AppState` is one *generation*: the parts built from the config (`cfg`, `router`,
 //! `cookies`, `upstream`) are fixed for its life, while the long-lived parts (`sessions` with
-//! the store and key cache, `blacklist`, `metrics`, `clock`, the draining flag) are shared by
+//! the store, key cache and blacklist, `metrics`, `clock`, the draining flag) are shared by
 //! every generation of the process. A config reload builds the next generation with
 //! [`AppState::next_generation`]; [`Live`] holds the current one, and each request loads it
 //! once (lock-free), so a request that started under the old config finishes under it.
+//!
+//! Session operations are not here: they are [`Sessions`]'.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::blacklist::Blacklist;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::cookies::CookieSettings;
 use crate::metrics::Metrics;
 use crate::proxy::forward::Upstream;
 use crate::proxy::route::Router;
-use crate::sessions::{SessionError, Sessions};
-use crate::store::AnyStore;
-use crate::store::Guarded;
-use crate::store::SessionStore;
+use crate::sessions::Sessions;
+use crate::store::{AnyStore, Guarded};
 
 /// The store as the running gateway sees it: the configured one, bounded and metered.
 pub type Store = Guarded<AnyStore>;
@@ -36,7 +35,6 @@ pub struct Inner {
     pub cfg: Config,
     pub router: Router,
     pub sessions: Sessions<Store>,
-    pub blacklist: Option<Arc<Blacklist>>,
     pub metrics: Metrics,
     pub cookies: CookieSettings,
     pub upstream: Upstream,
@@ -53,13 +51,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(
-        cfg: Config,
-        sessions: Sessions<Store>,
-        blacklist: Option<Arc<Blacklist>>,
-        metrics: Metrics,
-        clock: Clock,
-    ) -> Self {
+    pub fn new(cfg: Config, sessions: Sessions<Store>, metrics: Metrics, clock: Clock) -> Self {
         let router = Router::new(cfg.routes.clone());
         let cookies = CookieSettings::from_config(
             &cfg.cookie,
@@ -71,7 +63,6 @@ impl AppState {
             cfg,
             router,
             sessions,
-            blacklist,
             metrics,
             cookies,
             upstream,
@@ -81,8 +72,8 @@ impl AppState {
     }
 
     /// The generation that follows this one: built from `cfg` (already stripped of
-    /// restart-only changes, see `config::reload`), sharing this one's sessions, store, keys,
-    /// blacklist, metrics, clock and draining flag. The upstream client (and its connection
+    /// restart-only changes, see `config::reload`), sharing this one's sessions (store, keys,
+    /// blacklist), metrics, clock and draining flag. The upstream client (and its connection
     /// pool) is kept while `server.upstream_timeout_secs` is unchanged.
     pub fn next_generation(&self, cfg: Config) -> Self {
         let router = Router::new(cfg.routes.clone());
@@ -100,7 +91,6 @@ impl AppState {
             cfg,
             router,
             sessions: self.sessions.clone(),
-            blacklist: self.blacklist.clone(),
             metrics: self.metrics.clone(),
             cookies,
             upstream,
@@ -129,57 +119,12 @@ impl AppState {
                 "signing keys are not loaded: the store has not been reachable since start",
             );
         }
-        match &self.blacklist {
+        match self.sessions.blacklist() {
             Some(bl) if !bl.is_synced() => Some(
                 "the revocation feed has not been read: the store has not been reachable since start",
             ),
             _ => None,
         }
-    }
-
-    /// Refuses these sessions on this instance at once (other instances learn of them from
-    /// the store's revocation feed). No-op without blacklisting.
-    pub fn blacklist_now<'a>(&self, handles: impl IntoIterator<Item = &'a str>) {
-        if let Some(bl) = &self.blacklist {
-            let now = self.clock.now_ms();
-            for h in handles {
-                bl.insert(h, now);
-            }
-        }
-    }
-
-    /// Revokes one session: in the store, in `sessions_revoked_total{reason}`, and in this
-    /// instance's blacklist. The one path for logout, upstream control and the admin API.
-    pub async fn revoke_session(&self, handle: &str, reason: &str) -> Result<bool, SessionError> {
-        let revoked = self.sessions.revoke(handle).await?;
-        if revoked {
-            self.metrics
-                .sessions_revoked_total
-                .with_label_values(&[reason])
-                .inc();
-        }
-        self.blacklist_now([handle]);
-        Ok(revoked)
-    }
-
-    /// Revokes all of a user's sessions (one statement in the store); returns how many.
-    pub async fn revoke_user(&self, user_id: &str, reason: &str) -> Result<u64, SessionError> {
-        let handles = match &self.blacklist {
-            Some(_) => {
-                self.sessions
-                    .store()
-                    .user_sessions(user_id, self.clock.now_ms())
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        let n = self.sessions.revoke_user(user_id).await?;
-        self.metrics
-            .sessions_revoked_total
-            .with_label_values(&[reason])
-            .inc_by(n);
-        self.blacklist_now(handles.iter().map(String::as_str));
-        Ok(n)
     }
 }
 

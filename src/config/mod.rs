@@ -279,7 +279,8 @@ impl SameSite {
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     pub logout_path: Option<String>,
-    pub expired_status: u16,
+    /// The status of session-expiry refusals: 401 or 440.
+    pub expired_status: http::StatusCode,
     pub theft_action: TheftAction,
 }
 

@@ -379,7 +379,7 @@ upstream = "http://127.0.0.1:9000"
             key: "k2.pem".into(),
         });
         new.session.logout_path = Some("/bye".into());
-        new.session.expired_status = 440;
+        new.session.expired_status = http::StatusCode::from_u16(440).unwrap();
         new.admin.api_key = Some("another key".into());
         new.logging.level = "debug".into();
         let (next, changed) = apply_live(&old, new.clone());

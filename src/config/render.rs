@@ -170,7 +170,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
             "# logout_path unset: the gateway handles no logout route"
         )?,
     }
-    writeln!(out, "expired_status = {}", se.expired_status)?;
+    writeln!(out, "expired_status = {}", se.expired_status.as_u16())?;
     writeln!(out, "theft_action = {}", word(se.theft_action))?;
 
     let id = &c.identity;

@@ -628,8 +628,10 @@ impl Validator {
             .logout_path
             .and_then(|p| self.url_path("session.logout_path", Some(p), None));
         let expired_status = match raw.expired_status {
-            None => 401,
-            Some(n @ (401 | 440)) => n as u16,
+            None => http::StatusCode::UNAUTHORIZED,
+            Some(n @ (401 | 440)) => {
+                http::StatusCode::from_u16(n as u16).expect("401 and 440 are valid")
+            }
             Some(n) => {
                 self.push(
                     "session.expired_status",
@@ -637,7 +639,7 @@ impl Validator {
                     n.to_string(),
                     "401 or 440",
                 );
-                401
+                http::StatusCode::UNAUTHORIZED
             }
         };
         let theft_action = raw.theft_action.unwrap_or_default();

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::{clear_session, Ctx};
+use super::{clear_session, expired, Ctx};
 use crate::body::{self, Body};
 use crate::config::{AuthMode, Route};
-use crate::error::Reject;
+use crate::error::{Expiry, Reject};
 use crate::http::cookies::{self, ANTI_CSRF};
-use crate::session::access::AccessClaims;
+use crate::metrics::AuthOutcome;
+use crate::session::access::{AccessClaims, AccessError};
 use crate::session::csrf;
 use crate::state::AppState;
 
@@ -42,11 +43,11 @@ pub(super) async fn authorise(
             &state.cfg.tokens.refresh_token.renew_path,
             state.cfg.session.expired_status,
         )),
-        Auth::TryRefresh => Err(Reject::TryRefreshToken),
+        Auth::TryRefresh => Err(expired(state, Expiry::TryRefreshToken)),
         Auth::NoSession | Auth::Revoked => {
             let mut resp = match (&route.login_redirect, ctx.navigation) {
                 (Some(target), true) => login_redirect(target, ctx),
-                _ => Reject::Unauthorised.response(state.cfg.session.expired_status),
+                _ => expired(state, Expiry::Unauthorised).response(),
             };
             clear_session(state, resp.headers_mut());
             Ok(resp)
@@ -67,27 +68,26 @@ enum Auth {
 }
 
 async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap) -> Auth {
-    let m = &state.metrics.auth_decisions_total;
-    let decide = |outcome: &str, auth: Auth| {
-        m.with_label_values(&[outcome]).inc();
+    let decide = |outcome: AuthOutcome, auth: Auth| {
+        state.metrics.auth_decision(outcome);
         auth
     };
     if cookies::cookie(h, cookies::ID_REFRESH).is_none() {
-        return decide("no_session", Auth::NoSession);
+        return decide(AuthOutcome::NoSession, Auth::NoSession);
     }
     if state.verification_blocker().is_some() {
-        return decide("unavailable", Auth::Unavailable);
+        return decide(AuthOutcome::Unavailable, Auth::Unavailable);
     }
     let Some(token) = cookies::cookie(h, cookies::ACCESS) else {
-        return decide("missing_access_token", Auth::TryRefresh);
+        return decide(AuthOutcome::MissingAccessToken, Auth::TryRefresh);
     };
     let claims = match state.sessions.verify(&token).await {
         Ok(c) => c,
         Err(e) => {
             let outcome = match e {
-                crate::session::access::AccessError::Expired => "expired",
-                crate::session::access::AccessError::UnknownKey => "unknown_key",
-                _ => "invalid",
+                AccessError::Expired => AuthOutcome::Expired,
+                AccessError::UnknownKey => AuthOutcome::UnknownKey,
+                _ => AuthOutcome::Invalid,
             };
             return decide(outcome, Auth::TryRefresh);
         }
@@ -99,15 +99,13 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
     ) {
         let presented = h.get(ANTI_CSRF).and_then(|v| v.to_str().ok());
         if !csrf::matches(claims.anti_csrf.as_deref(), presented) {
-            return decide("anti_csrf_failed", Auth::TryRefresh);
+            return decide(AuthOutcome::AntiCsrfFailed, Auth::TryRefresh);
         }
     }
-    if let Some(bl) = &state.blacklist {
-        if bl.is_revoked(&claims.sid) {
-            return decide("revoked", Auth::Revoked);
-        }
+    if state.sessions.is_revoked(&claims.sid) {
+        return decide(AuthOutcome::Revoked, Auth::Revoked);
     }
-    decide("valid", Auth::Valid(claims))
+    decide(AuthOutcome::Valid, Auth::Valid(claims))
 }
 
 /// `302` to the route's login page with `next` = the original relative path and query.

@@ -3,12 +3,14 @@
 
 use http::{header, HeaderMap, HeaderValue, Response};
 
-use super::{clear_session, session_to_end, set_session, store_failure};
+use super::{clear_session, expired, session_to_end, set_session};
 use crate::body::Body;
-use crate::error::Reject;
+use crate::error::{Expiry, Reject};
 use crate::http::cookies;
+use crate::metrics::RevokeReason;
 use crate::proxy::headers;
 use crate::session::access::AccessClaims;
+use crate::sessions::{NewSessionRequest, SessionError};
 use crate::state::AppState;
 
 /// The session cookies a request carried, kept for acting on the session after the request
@@ -28,21 +30,6 @@ impl Presented {
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateControl {
-    #[serde(deserialize_with = "crate::sessions::deserialize_user_id")]
-    user_id: String,
-    #[serde(default = "empty_object")]
-    jwt_payload: serde_json::Value,
-    #[serde(default = "empty_object")]
-    session_data: serde_json::Value,
-}
-
-pub(super) fn empty_object() -> serde_json::Value {
-    serde_json::json!({})
-}
-
 #[derive(Debug, PartialEq)]
 pub(super) enum RevokeScope {
     Session,
@@ -52,7 +39,7 @@ pub(super) enum RevokeScope {
 /// What an upstream response asks for, parsed and checked; nothing done yet.
 #[derive(Debug)]
 pub(super) struct Control {
-    create: Option<CreateControl>,
+    create: Option<NewSessionRequest>,
     revoke: Option<RevokeScope>,
     update: Option<serde_json::Value>,
 }
@@ -68,7 +55,7 @@ pub(super) fn parse(control: &headers::SessionControl) -> Result<Control, Reject
     };
     let create = match &control.create {
         Some(v) => {
-            let c: CreateControl = serde_json::from_value(parse_json(v, "sessiongate-create")?)
+            let c: NewSessionRequest = serde_json::from_value(parse_json(v, "sessiongate-create")?)
                 .map_err(|e| bad(&format!("sessiongate-create: {e}")))?;
             if !c.jwt_payload.is_object() {
                 return Err(bad("sessiongate-create: jwt_payload must be an object"));
@@ -136,34 +123,26 @@ pub(super) async fn apply(
             // asked to refresh and retry; a request with no session at all is the
             // upstream's mistake.
             return Err(if presented.browser_session {
-                Reject::TryRefreshToken
+                expired(state, Expiry::TryRefreshToken)
             } else {
                 bad("sessiongate-revoke on a request without a session")
             });
         };
+        let sessions = &state.sessions;
         match scope {
             RevokeScope::Session => {
-                state
-                    .revoke_session(&handle, "upstream")
-                    .await
-                    .map_err(store_failure)?;
+                sessions.revoke(&handle, RevokeReason::Upstream).await?;
             }
             RevokeScope::User => {
-                state
-                    .revoke_user(&user_id, "upstream")
-                    .await
-                    .map_err(store_failure)?;
+                sessions
+                    .revoke_user(&user_id, RevokeReason::Upstream)
+                    .await?;
             }
         }
         clear_session(state, resp.headers_mut());
     }
     if let Some(c) = create {
-        let issued = state
-            .sessions
-            .create(&c.user_id, c.jwt_payload, c.session_data)
-            .await
-            .map_err(store_failure)?;
-        state.metrics.sessions_created_total.inc();
+        let issued = state.sessions.create(c).await.map_err(upstream_caused)?;
         set_session(state, resp.headers_mut(), &issued);
     } else if let Some(payload) = update {
         let Some(c) = session else {
@@ -175,7 +154,7 @@ pub(super) async fn apply(
             .sessions
             .update_payload(c, payload)
             .await
-            .map_err(store_failure)?
+            .map_err(upstream_caused)?
         {
             let now = state.clock.now_ms();
             resp.headers_mut().append(
@@ -185,6 +164,15 @@ pub(super) async fn apply(
         }
     }
     Ok(())
+}
+
+/// A session request the upstream made is refused as the upstream's mistake (502
+/// `bad_session_control`), not the browser's; other failures are rescued as usual.
+fn upstream_caused(e: SessionError) -> Reject {
+    match e {
+        SessionError::InvalidInput(m) => Reject::BadSessionControl(m),
+        other => other.into(),
+    }
 }
 
 #[cfg(test)]

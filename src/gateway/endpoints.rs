@@ -2,12 +2,12 @@
 
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::{clear_session, origin_allowed, session_to_end, set_session, store_failure, Ctx};
+use super::{clear_session, expired, origin_allowed, session_to_end, set_session, Ctx};
 use crate::body::Body;
-use crate::error::{json_response, Reject};
+use crate::error::{json_response, Expiry, Reject};
 use crate::http::cookies;
-use crate::session::refresh::RefreshToken;
-use crate::sessions::{RefreshResult, UnauthorisedWhy};
+use crate::metrics::RevokeReason;
+use crate::sessions::RefreshResult;
 use crate::state::AppState;
 
 /// The public keys (EdDSA only) for upstreams that verify the JWT themselves; served on both
@@ -47,72 +47,37 @@ pub(super) fn post_from_allowed_origin(
     Ok(())
 }
 
+/// `POST` on the renew path: rotates the refresh token (`Sessions::refresh` counts the
+/// outcome and acts on a theft) and answers with new cookies, or refuses with clearing ones.
 pub(super) async fn refresh_endpoint(
     state: &AppState,
     ctx: &Ctx,
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
-    let m = &state.metrics;
-    let count = |outcome: &str| m.refresh_total.with_label_values(&[outcome]).inc();
-    let expired = state.cfg.session.expired_status;
-    let unauthorised = |state: &AppState| {
-        let mut resp = Reject::Unauthorised.response(expired);
-        clear_session(state, resp.headers_mut());
-        resp
-    };
-    let (Some(rt), Some(_)) = (
+    let presented = match (
         cookies::cookie(h, cookies::REFRESH),
         cookies::cookie(h, cookies::ID_REFRESH),
-    ) else {
-        count("unauthorised");
-        return Ok(unauthorised(state));
+    ) {
+        (Some(rt), Some(_)) => Some(rt),
+        _ => None,
     };
-    let result = match state.sessions.refresh(&rt).await {
-        Ok(r) => r,
-        Err(e) => {
-            count("store_unavailable");
-            return Err(store_failure(e));
+    let (mut resp, session) = match state.sessions.refresh(presented.as_deref()).await? {
+        RefreshResult::Rotated(session) | RefreshResult::GraceReplay(session) => {
+            let resp = json_response(StatusCode::OK, &serde_json::json!({}));
+            (resp, Some(session))
         }
+        RefreshResult::Theft => (expired(state, Expiry::TokenTheft).response(), None),
+        RefreshResult::Missing
+        | RefreshResult::Malformed
+        | RefreshResult::Forged
+        | RefreshResult::Refused(_) => (expired(state, Expiry::Unauthorised).response(), None),
     };
-    match result {
-        RefreshResult::Issued {
-            session,
-            grace_replay,
-        } => {
-            count(if grace_replay {
-                "grace_replay"
-            } else {
-                "rotated"
-            });
-            let mut resp = json_response(StatusCode::OK, &serde_json::json!({}));
-            set_session(state, resp.headers_mut(), &session);
-            Ok(resp)
-        }
-        RefreshResult::Theft {
-            handle,
-            user_id,
-            revoked,
-        } => {
-            count("theft");
-            m.token_theft_total.inc();
-            m.sessions_revoked_total
-                .with_label_values(&["theft"])
-                .inc_by(revoked);
-            state.blacklist_now([handle.as_str()]);
-            tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
-            let mut resp = Reject::TokenTheft.response(expired);
-            clear_session(state, resp.headers_mut());
-            Ok(resp)
-        }
-        RefreshResult::Unauthorised(why) => {
-            count("unauthorised");
-            if matches!(why, UnauthorisedWhy::BadMac) {
-                tracing::info!("refresh with a forged refresh token refused");
-            }
-            Ok(unauthorised(state))
-        }
+    match session {
+        Some(session) => set_session(state, resp.headers_mut(), &session),
+        None => clear_session(state, resp.headers_mut()),
     }
+    Ok(resp)
 }
 
 pub(super) async fn logout_endpoint(
@@ -122,11 +87,9 @@ pub(super) async fn logout_endpoint(
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
     // Without keys no token can be read, and ending a session needs the store anyway.
-    let ring = state
-        .sessions
-        .keys()
-        .ring()
-        .map_err(|_| Reject::StoreUnavailable)?;
+    if !state.sessions.keys().is_loaded() {
+        return Err(Reject::StoreUnavailable);
+    }
     // The session to end: from a genuine access token (an expired one too: the browser does
     // not send `sRefreshToken` here), else from a genuine refresh token.
     let access = cookies::cookie(h, cookies::ACCESS);
@@ -135,23 +98,18 @@ pub(super) async fn logout_endpoint(
         .map(|(handle, _)| handle);
     if handle.is_none() {
         if let Some(rt) = cookies::cookie(h, cookies::REFRESH) {
-            handle = RefreshToken::parse(&rt, ring.refresh_key())
-                .ok()
-                .map(|t| t.handle.to_text());
+            handle = state.sessions.refresh_token_handle(&rt);
         }
     }
     match handle {
         Some(handle) => {
-            state
-                .revoke_session(&handle, "logout")
-                .await
-                .map_err(store_failure)?;
+            state.sessions.revoke(&handle, RevokeReason::Logout).await?;
         }
         // The browser has a session but nothing here names it (no access token, a forged
         // one, or its key is gone): have the SDK refresh and retry, rather than answer 200
         // and leave the refresh token alive. Cookies stay for the refresh.
         None if cookies::cookie(h, cookies::ID_REFRESH).is_some() => {
-            return Err(Reject::TryRefreshToken);
+            return Err(expired(state, Expiry::TryRefreshToken));
         }
         None => {}
     }

@@ -46,11 +46,11 @@ use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::config::Route;
-use crate::error::Reject;
+use crate::error::{Expiry, Reject};
 use crate::http::cookies::{self, ANTI_CSRF, EXPOSE, ID_REFRESH_HEADER};
 use crate::http::cors;
 use crate::proxy::{headers, route};
-use crate::sessions::{IssuedSession, SessionError};
+use crate::sessions::IssuedSession;
 use crate::state::AppState;
 
 /// Public keys for upstreams that verify the JWT themselves (EdDSA keys only).
@@ -145,7 +145,7 @@ fn finish(
 ) -> Response<Body> {
     let mut resp = match result {
         Ok(resp) => resp,
-        Err(reject) => reject.response(state.cfg.session.expired_status),
+        Err(reject) => reject.response(),
     };
     // A preflight answer carries its own CORS headers.
     if !outcome.preflight {
@@ -252,8 +252,11 @@ struct Ctx {
 
 fn host_of(req: &Request<Incoming>) -> Result<Option<String>, Reject> {
     let authority = req.uri().authority().map(|a| a.as_str());
-    headers::request_host(req.version(), authority, req.headers())
-        .map_err(|e| Reject::BadRequest(e.to_string()))
+    Ok(headers::request_host(
+        req.version(),
+        authority,
+        req.headers(),
+    )?)
 }
 
 fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
@@ -309,13 +312,10 @@ fn request_facts(
     peer: Peer,
     edge: Edge,
 ) -> Result<(Ctx, bool), Reject> {
-    headers::check_transfer_coding(req.headers())
-        .map_err(|e| Reject::NotImplemented(e.to_string()))?;
+    headers::check_transfer_coding(req.headers())?;
     let host = host_of(req)?;
-    headers::strip_spoofed(req.headers_mut(), &state.cfg.identity)
-        .map_err(|e| Reject::BadRequest(e.to_string()))?;
-    let path =
-        route::normalise_path(req.uri().path()).map_err(|e| Reject::BadRequest(e.to_string()))?;
+    headers::strip_spoofed(req.headers_mut(), &state.cfg.identity)?;
+    let path = route::normalise_path(req.uri().path())?;
     let ctx = Ctx {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_string),
@@ -351,9 +351,7 @@ async fn own_endpoints(
     let renew = ctx.path == state.cfg.tokens.refresh_token.renew_path;
     let logout = state.cfg.session.logout_path.as_deref() == Some(ctx.path.as_str());
     if had_params && (ctx.path == JWKS_PATH || renew || logout) {
-        return Some(Err(Reject::BadRequest(
-            route::PathError::Params.to_string(),
-        )));
+        return Some(Err(route::PathError::Params.into()));
     }
     if ctx.method == Method::GET && ctx.path == JWKS_PATH {
         outcome.route = "jwks";
@@ -383,7 +381,7 @@ fn route<'s>(
         .route(ctx.host.as_deref(), &ctx.path)
         .ok_or(Reject::NoRoute)?;
     outcome.route_name = Some(route.name.clone());
-    route::admit(route, had_params).map_err(|e| Reject::BadRequest(e.to_string()))?;
+    route::admit(route, had_params)?;
     Ok(route)
 }
 
@@ -437,15 +435,9 @@ fn clear_session(state: &AppState, h: &mut HeaderMap) {
     );
 }
 
-fn store_failure(e: SessionError) -> Reject {
-    match e {
-        SessionError::Store(_) | SessionError::Keys(_) => {
-            tracing::warn!(error = %e, "session store operation failed");
-            Reject::StoreUnavailable
-        }
-        SessionError::InvalidInput(m) => Reject::BadSessionControl(m),
-        SessionError::Sign(m) => Reject::Internal(m),
-    }
+/// A session-expiry refusal, with the configured `session.expired_status`.
+fn expired(state: &AppState, why: Expiry) -> Reject {
+    Reject::Expired(why, state.cfg.session.expired_status)
 }
 
 /// The gateway's own origin as the browser sees it: the scheme of this connection and the

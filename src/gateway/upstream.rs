@@ -37,8 +37,7 @@ pub(super) async fn forward_to(
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let slot = req.extensions_mut().remove::<crate::server::ConnSlot>();
     let (mut parts, incoming) = req.into_parts();
-    let uri = route::join_upstream_uri(&route.upstream, &ctx.path, ctx.query.as_deref())
-        .map_err(|e| Reject::BadRequest(e.to_string()))?;
+    let uri = route::join_upstream_uri(&route.upstream, &ctx.path, ctx.query.as_deref())?;
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, websocket);
     headers::strip_cookie(h, cookies::REFRESH);
@@ -60,8 +59,7 @@ pub(super) async fn forward_to(
     }
     if let Some(c) = session {
         let payload = c.payload.to_string();
-        headers::add_identity(h, &state.cfg.identity, &c.sub, &c.sid, &payload)
-            .map_err(|e| Reject::Internal(e.to_string()))?;
+        headers::add_identity(h, &state.cfg.identity, &c.sub, &c.sid, &payload)?;
     }
     let (up_body, body_watch) = body::client_body(incoming, state.cfg.server.body_read_timeout);
     let mut up = Request::from_parts(parts, up_body);

@@ -6,7 +6,8 @@ use crate::body::{self, Body};
 
 /// The page a browser navigation gets instead of `try_refresh_token`: it POSTs to the renew
 /// path and reloads, so a page load survives access-token expiry.
-pub fn refresh_page(renew_path: &str, expired: u16) -> Response<Body> {
+pub fn refresh_page(renew_path: &str, status: StatusCode) -> Response<Body> {
+    let expired = status.as_u16();
     let renew = serde_json::to_string(renew_path).unwrap_or_else(|_| "\"/\"".into());
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Refreshing session…</title></head>\
@@ -18,7 +19,7 @@ if(r.status===200||r.status==={expired}){{location.reload();}}else{{document.get
 </body></html>"
     );
     let mut resp = Response::new(body::full(html));
-    *resp.status_mut() = StatusCode::from_u16(expired).unwrap_or(StatusCode::UNAUTHORIZED);
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

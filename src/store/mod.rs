@@ -102,18 +102,6 @@ pub enum RefreshOutcome {
     Unauthorised(crate::session::rotation::UnauthorisedReason),
 }
 
-impl RefreshOutcome {
-    /// The decision this outcome applied (for logs and metrics).
-    pub fn decision_name(&self) -> &'static str {
-        match self {
-            RefreshOutcome::Rotated(_) => "rotated",
-            RefreshOutcome::GraceReplay(_) => "grace_replay",
-            RefreshOutcome::Theft { .. } => "theft",
-            RefreshOutcome::Unauthorised(_) => "unauthorised",
-        }
-    }
-}
-
 /// Which keys a stored key row holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyPurpose {
