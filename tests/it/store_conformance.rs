@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::config::free_port;
 use crate::support::db::{TestMysql, TestSqlite};
 use sessiongate::config::{StoreConfig, StoreUrl, TableNames, TheftAction};
 use sessiongate::session::rotation::{Presented, RotationPolicy, TokenHash, UnauthorisedReason};
@@ -468,45 +469,6 @@ async fn concurrent_many_sessions<S: SessionStore>(s: Arc<S>) {
     );
 }
 
-async fn sequential_refresh_timing<S: SessionStore>(s: &S, label: &str) {
-    // A real chain: each refresh presents the child of the previous one.
-    s.create_session(new_session("chain", "alice", 1, T0 + HOUR))
-        .await
-        .unwrap();
-    let started = Instant::now();
-    for generation in 0..1000u64 {
-        let i = generation as i64;
-        let mut cur = [0u8; 32];
-        cur[..8].copy_from_slice(&generation.to_be_bytes());
-        let mut child = [0u8; 32];
-        child[..8].copy_from_slice(&(generation + 1).to_be_bytes());
-        let prior = if generation == 0 { h(1, 0) } else { cur };
-        let out = s
-            .refresh(RefreshRequest {
-                handle: "chain".into(),
-                presented: Presented {
-                    generation,
-                    hash: prior,
-                },
-                child_hash: child,
-                now: T0 + 1000 + i,
-                policy: POLICY,
-                theft_action: TheftAction::RevokeSession,
-            })
-            .await
-            .unwrap();
-        assert!(
-            matches!(out, RefreshOutcome::Rotated(_)),
-            "refresh {i}: {out:?}"
-        );
-    }
-    let elapsed = started.elapsed();
-    eprintln!(
-        "TIMING {label}: 1000 sequential refreshes in {elapsed:?} ({:.0}/s)",
-        1000.0 / elapsed.as_secs_f64()
-    );
-}
-
 /// Thefts detected at once on several sessions of one user, each revoking all of the user's
 /// sessions: every session is revoked exactly once and no call fails (InnoDB deadlocks between
 /// the revoke-all transactions are retried by the store).
@@ -672,18 +634,6 @@ async fn mysql_200_concurrent_refreshes_of_200_sessions_with_10_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_1000_sequential_refreshes() {
-    let db = TestMysql::new();
-    sequential_refresh_timing(&mysql_store(&db, 10).await, "mysql").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_1000_sequential_refreshes() {
-    let db = TestSqlite::new();
-    sequential_refresh_timing(&sqlite_store(&db).await, "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_migration_creates_indexes() {
     let db = TestMysql::new();
     let _s = mysql_store(&db, 2).await;
@@ -792,11 +742,7 @@ async fn mysql_job_lock_excludes_a_second_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_unreachable_is_unavailable_quickly() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let s = MysqlStore::open(
         &format!("mysql://root@127.0.0.1:{port}/x"),
         4,
