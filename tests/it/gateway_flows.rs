@@ -4,6 +4,7 @@
 
 use crate::support;
 use crate::support::client::AdminClient;
+use crate::support::config::free_port;
 use crate::support::db;
 use std::time::Duration;
 
@@ -388,12 +389,9 @@ async fn path_tricks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_502_and_slow_is_504() {
     let db = db::TestSqlite::new();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = free_port();
     let gw = start_gateway(
-        test_config(&db.url(), &format!("http://{dead}"), ""),
+        test_config(&db.url(), &format!("http://127.0.0.1:{dead}"), ""),
         Clock::system(),
     )
     .await;

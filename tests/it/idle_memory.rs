@@ -65,9 +65,10 @@ async fn memory_per_idle_connection_is_small() {
     let bin = std::env::var("SESSIONGATE_MEMORY_BIN").unwrap_or_else(|_| process::BIN.to_string());
     let dir = tempfile::tempdir().unwrap();
     let (pp, ap) = (free_port(), free_port());
-    let extra = "server.idle_timeout_secs = 3600\nserver.header_read_timeout_secs = 300\nlogging.level = \"warn\"";
-    let toml = process::gateway_toml("sqlite::memory:", "http://127.0.0.1:9", pp, ap, extra)
-        .replace("logging.level = \"info\"\n", "");
+    let toml = process::gateway_config("sqlite::memory:", "http://127.0.0.1:9", pp, ap)
+        .set("logging.level", "\"warn\"")
+        .extra("server.idle_timeout_secs = 3600\nserver.header_read_timeout_secs = 300")
+        .render();
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, toml).unwrap();
     let mut cmd = std::process::Command::new(&bin);

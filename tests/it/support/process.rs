@@ -10,19 +10,17 @@ use super::client::AdminClient;
 use super::config::{free_port, GatewayToml};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
-/// `server.shutdown_grace_secs` in [`gateway_toml`].
+/// `server.shutdown_grace_secs` in [`gateway_config`].
 pub const GRACE_SECS: u64 = 5;
 
-/// A complete gateway.toml for one instance of the binary: the test gateway with only the
-/// `api`, `public` and `login` routes, JSON logs at info level; `extra` holds more root-level
-/// dotted keys.
-pub fn gateway_toml(
+/// The config of one instance of the binary: the test gateway on these ports with only the
+/// `api`, `public` and `login` routes, JSON logs at info level.
+pub fn gateway_config(
     store_url: &str,
     upstream: &str,
     public_port: u16,
     admin_port: u16,
-    extra: &str,
-) -> String {
+) -> GatewayToml {
     GatewayToml::new(store_url, upstream)
         .listen(
             ([127, 0, 0, 1], public_port).into(),
@@ -34,8 +32,6 @@ pub fn gateway_toml(
         .set("logging.level", "\"info\"")
         .set("logging.format", "\"json\"")
         .only_routes(&["api", "public", "login"])
-        .extra(extra)
-        .render()
 }
 
 /// A `Command` for the binary with no `SESSIONGATE_*` variables inherited (they would be
@@ -88,7 +84,13 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let (pp, ap) = (free_port(), free_port());
         let config = dir.path().join("gateway.toml");
-        std::fs::write(&config, gateway_toml(store_url, upstream, pp, ap, extra)).unwrap();
+        std::fs::write(
+            &config,
+            gateway_config(store_url, upstream, pp, ap)
+                .extra(extra)
+                .render(),
+        )
+        .unwrap();
         let log = dir.path().join("stderr.log");
         let child = command()
             .arg("serve")
