@@ -8,7 +8,7 @@
 //! `PROPTEST_CASES` sets the count for every property, e.g. a million:
 //!
 //! ```text
-//! PROPTEST_CASES=1000000 cargo test --release --test fuzz_core
+//! PROPTEST_CASES=1000000 cargo test --release --test it fuzz_core::
 //! ```
 //!
 //! Pure functions only: no sockets, no store, no clock (time is a parameter).

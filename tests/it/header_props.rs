@@ -4,7 +4,7 @@
 //! Each property runs 10,000 cases in plain `cargo test` (a few seconds). For millions:
 //!
 //! ```text
-//! PROPTEST_CASES=1000000 cargo test --release --test header_props
+//! PROPTEST_CASES=1000000 cargo test --release --test it header_props::
 //! ```
 //!
 //! The oracles here are written independently of the code under test.

@@ -288,7 +288,7 @@ async fn http2_host_is_canonical_routed_on_and_sent_upstream() {
 
 // ---- item 5: identity header names with `_` -------------------------------------------------
 
-/// `identity.user_id_header = "x_user_id"` is refused by validation (tests/config.rs); a
+/// `identity.user_id_header = "x_user_id"` is refused by validation (tests/it/config.rs); a
 /// config built in code with it anyway still strips client copies, because both sides are
 /// compared in canonical form (main compared the client's canonical name with the raw one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //!
 //! Defaults keep it quick (N = 500 of each, debug binary). The README's numbers come from
 //! `SESSIONGATE_IDLE_CONNS=5000 SESSIONGATE_MEMORY_BIN=target/release/sessiongate
-//! cargo test --test idle_memory -- --nocapture` (needs `ulimit -n` above 2 N + 100).
+//! cargo test --test it idle_memory -- --nocapture` (needs `ulimit -n` above 2 N + 100).
 #![cfg(target_os = "linux")]
 
 use crate::support::client::AdminClient;

@@ -4,8 +4,8 @@
 //! `%2e`, `%2f`, `%3b`, overlong and valid UTF-8 escapes, raw non-ASCII, `?`, `#`, …) rather
 //! than only random strings, so the interesting cases are hit in every run.
 //!
-//! `cargo test --test path_props` runs 10,000 cases per property (a few seconds in debug).
-//! For millions: `PROPTEST_CASES=1000000 cargo test --release --test path_props`.
+//! `cargo test --test it path_props::` runs 10,000 cases per property (a few seconds in debug).
+//! For millions: `PROPTEST_CASES=1000000 cargo test --release --test it path_props::`.
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
