@@ -1,16 +1,17 @@
 //! The admin listener over real sockets (SPEC §9): probes, metrics, and the `/v1` session API
 //! against an in-process gateway on SQLite with the harness upstream.
 
-use crate::support::client::AdminClient;
-use crate::support::config::ADMIN_KEY;
-use crate::support::db;
 use std::time::{Duration, Instant};
 
-use crate::support::{start_gateway, test_config, Browser, Resp, TestUpstream};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use sessiongate::clock::Clock;
+
+use crate::support::client::AdminClient;
+use crate::support::config::ADMIN_KEY;
+use crate::support::db;
+use crate::support::{start_gateway, test_config, Browser, Resp, TestUpstream};
 
 const KEY: &str = ADMIN_KEY;
 

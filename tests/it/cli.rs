@@ -2,12 +2,12 @@
 //! line per problem, unknown keys, environment overrides), `migrate` (tables, indexes,
 //! idempotence) and `keys rotate` against a fresh MariaDB database.
 
-use crate::support;
-use crate::support::config::free_port;
-use crate::support::{db, process};
 use std::path::{Path, PathBuf};
 
+use crate::support;
+use crate::support::config::free_port;
 use crate::support::process::{run, run_with_config};
+use crate::support::{db, process};
 
 const API_KEY: &str = "cli-test-api-key-do-not-print-4f9a1c";
 const DB_PASSWORD: &str = "db-pass-do-not-print-77c1";

@@ -3,12 +3,9 @@
 //! malformed request bodies are the client's fault (408/400), the per-IP limit, and WebSocket
 //! tunnels (checked handshake, origin, slot, idle timeout, shutdown).
 
-use crate::support;
-use crate::support::{db, wire};
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use crate::support::{start_gateway, test_config, TestUpstream};
 use bytes::Bytes;
 use http::Method;
 use http_body_util::StreamBody;
@@ -17,6 +14,10 @@ use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support;
+use crate::support::{db, wire};
+use crate::support::{start_gateway, test_config, TestUpstream};
 
 async fn gateway(extra: &str) -> (db::TestSqlite, TestUpstream, Gateway) {
     gateway_with(extra, |_| {}).await

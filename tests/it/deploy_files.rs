@@ -5,14 +5,14 @@
 //! and the shipped configs). No container engine runs here: images are not built and
 //! manifests are not applied.
 
-use crate::support;
-use crate::support::client::Client;
-use crate::support::config::free_port;
-use crate::support::{db, process};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::client::Client;
+use crate::support::config::free_port;
 use crate::support::process::{command, run};
+use crate::support::{db, process};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

@@ -3,13 +3,9 @@
 //! integer user ids from upstreams and the admin API, and `X-Request-Id` on every request —
 //! over HTTP/1.1 (hyper client, raw TCP) and h2c.
 
-use crate::support::client::AdminClient;
-use crate::support::config::ADMIN_KEY;
-use crate::support::{db, wire};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use crate::support::{start_gateway, test_config, Browser, Resp, TestUpstream};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -19,6 +15,12 @@ use hyper_util::rt::TokioIo;
 use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
 use tokio::net::TcpListener;
+
+use crate::support::client::AdminClient;
+use crate::support::config::ADMIN_KEY;
+use crate::support::{db, wire};
+use crate::support::{start_gateway, test_config, Browser, Resp, TestUpstream};
+
 const TRUSTED_LOOPBACK: &str = r#"server.trusted_proxies = ["127.0.0.1"]"#;
 /// Trusts some proxies, but not the test client on 127.0.0.1.
 const TRUSTED_ELSEWHERE: &str = r#"server.trusted_proxies = ["10.0.0.0/8"]"#;

@@ -2,15 +2,16 @@
 //! MariaDB stores, and a browser-like client with a cookie jar. Time past access-token expiry
 //! is driven by the gateway's injected clock (the config keeps its real ranges).
 
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use sessiongate::clock::Clock;
+
 use crate::support;
 use crate::support::client::AdminClient;
 use crate::support::config::free_port;
 use crate::support::db;
-use std::time::Duration;
-
 use crate::support::{start_gateway, test_config, Browser, TestUpstream};
-use http::{Method, StatusCode};
-use sessiongate::clock::Clock;
 
 async fn setup_sqlite(
     extra: &str,

@@ -6,10 +6,8 @@
 //! `:authority` only when the URI has one and any `Host` header as given. The upstream is the
 //! harness echo server, which reports every header line it received.
 
-use crate::support::{db, wire};
 use std::net::SocketAddr;
 
-use crate::support::{start_gateway, test_config, TestUpstream};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::Full;
@@ -17,6 +15,9 @@ use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::{db, wire};
+use crate::support::{start_gateway, test_config, TestUpstream};
 
 /// A host-specific route before the harness routes: `/admin-only` on `admin.example.com`,
 /// public, forwarded under `/via-admin` so the echoed path tells which route matched.

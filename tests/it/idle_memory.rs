@@ -9,9 +9,6 @@
 //! cargo test --test it idle_memory -- --nocapture` (needs `ulimit -n` above 2 N + 100).
 #![cfg(target_os = "linux")]
 
-use crate::support::client::AdminClient;
-use crate::support::config::free_port;
-use crate::support::{process, wire};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,6 +16,10 @@ use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
 use tokio::net::TcpStream;
+
+use crate::support::client::AdminClient;
+use crate::support::config::free_port;
+use crate::support::{process, wire};
 
 /// A path the gateway answers itself, so no upstream is involved.
 const PATH: &str = "/.well-known/jwks.json";

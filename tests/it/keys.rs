@@ -2,7 +2,6 @@
 //! two instances on one MySQL database creates exactly one key, both instances verify tokens
 //! signed by either, old keys keep verifying after a rotation, and a static secret file works.
 
-use crate::support::db;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,8 @@ use sessiongate::session::access::{self, AccessClaims, AccessError};
 use sessiongate::store::mysql::MysqlStore;
 use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{KeyPurpose, SessionStore};
+
+use crate::support::db;
 
 fn policy(alg: SigningAlgorithm) -> KeyPolicy {
     KeyPolicy {

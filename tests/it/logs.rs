@@ -3,9 +3,9 @@
 //! duration, upstream time (forwarded requests only), user id and user agent; a warn line for
 //! token theft with session handle and user id; and never a token or cookie value.
 
-use crate::support::db;
 use std::time::Duration;
 
+use crate::support::db;
 use crate::support::process::Gateway;
 use crate::support::{Browser, TestUpstream};
 

@@ -2,12 +2,13 @@
 //! authenticated requests, a refresh, a token theft (time driven by the injected clock), a
 //! logout. The exposition is parsed, not grepped. Run with `--nocapture` to see the excerpt.
 
-use crate::support::db;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 use sessiongate::clock::Clock;
+
+use crate::support::db;
+use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 
 /// One sample: metric name and sorted labels.
 type Key = (String, BTreeMap<String, String>);

@@ -3,18 +3,19 @@
 //! propagation within 1 s, concurrent purges, and SIGTERM exits; plus a SIGTERM drain of a
 //! streaming response.
 
-use crate::support;
-use crate::support::{db, process};
 use std::time::{Duration, Instant};
 
-use crate::support::client::AdminClient;
-use crate::support::process::{jwt_kid, Gateway};
-use crate::support::{Browser, TestUpstream};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+use crate::support;
+use crate::support::client::AdminClient;
+use crate::support::process::{jwt_kid, Gateway};
+use crate::support::{db, process};
+use crate::support::{Browser, TestUpstream};
 
 /// The same browser pointed at another instance.
 fn at(b: &Browser, gw: &Gateway) -> Browser {

@@ -5,16 +5,17 @@
 //! refused quickly with an error that says why. Needs `mariadbd` and `mariadb-install-db`
 //! (Debian's mariadb-server); without them the test fails saying so.
 
-use crate::support::db;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 use sessiongate::clock::Clock;
 use sessiongate::config::TableNames;
 use sessiongate::store::mysql::MysqlStore;
 use sessiongate::store::SessionStore;
+
+use crate::support::db;
+use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 
 /// A mariadbd that requires TLS, killed when dropped.
 struct TlsMariadb {

@@ -8,14 +8,15 @@
 //! `/login` public with session control (the shipped layout), `/app` required with
 //! `path_params = "strip"`, `/ci` required and case-insensitive, `/cs` required.
 
-use crate::support::{db, wire};
 use std::net::SocketAddr;
 
-use crate::support::{start_gateway, Browser, TestUpstream};
 use bytes::Bytes;
 use http::Method;
 use http_body_util::Full;
 use sessiongate::clock::Clock;
+
+use crate::support::{db, wire};
+use crate::support::{start_gateway, Browser, TestUpstream};
 
 struct Setup {
     _up: TestUpstream,

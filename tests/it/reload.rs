@@ -5,8 +5,6 @@
 //! `check-config` reports it; `sessiongate_config_reloads_total{result}` counts both. The TLS
 //! certificate is replaced on disk and new connections get it without a signal.
 
-use crate::support::config::free_port;
-use crate::support::{db, process, wire};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -19,8 +17,10 @@ use hyper::body::Incoming;
 use tokio::net::TcpStream;
 
 use crate::support::client::AdminClient;
+use crate::support::config::free_port;
 use crate::support::process::Gateway;
 use crate::support::TestUpstream;
+use crate::support::{db, process, wire};
 
 fn sighup(gw: &Gateway) {
     let ok = Command::new("kill")

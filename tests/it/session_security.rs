@@ -8,12 +8,10 @@
 //! replaced by `x-test-pad` letters), and it echoes the request like the harness upstream.
 //! Time past access-token expiry (60 s in the test config) is driven by the injected clock.
 
-use crate::support::{db, wire};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::{start_gateway, test_config, Browser, Resp};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use bytes::Bytes;
@@ -26,6 +24,9 @@ use sessiongate::app::Gateway;
 use sessiongate::clock::Clock;
 use sessiongate::store::SessionStore;
 use tokio::net::TcpListener;
+
+use crate::support::{db, wire};
+use crate::support::{start_gateway, test_config, Browser, Resp};
 
 /// The upstream that sends whatever session control the request asks for.
 struct ControlUpstream {

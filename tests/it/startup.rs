@@ -11,20 +11,21 @@
 //! Also: `HEAD` on the health endpoints over HTTP/1.1 (raw bytes) and h2c, and a SQLite file
 //! that cannot be opened still failing `serve` at once with exit 69.
 
-use crate::support::config::free_port;
-use crate::support::db;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::support::client::AdminClient;
-use crate::support::process::Gateway;
-use crate::support::{start_gateway, test_config, Browser, Resp, TestUpstream};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Empty};
 use sessiongate::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::client::AdminClient;
+use crate::support::config::free_port;
+use crate::support::db;
+use crate::support::process::Gateway;
+use crate::support::{start_gateway, test_config, Browser, Resp, TestUpstream};
 
 /// Lines of "+elapsed what -> status body", printed at the end of a test.
 struct Transcript {

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::config::free_port;
-use crate::support::db::{TestMysql, TestSqlite};
 use sessiongate::config::{StoreConfig, StoreUrl, TableNames, TheftAction};
 use sessiongate::session::rotation::{Presented, RotationPolicy, TokenHash, UnauthorisedReason};
 use sessiongate::store::mysql::MysqlStore;
@@ -14,6 +12,9 @@ use sessiongate::store::sqlite::SqliteStore;
 use sessiongate::store::{
     AnyStore, KeyPurpose, NewSession, RefreshOutcome, RefreshRequest, SessionStore, StoredKey,
 };
+
+use crate::support::config::free_port;
+use crate::support::db::{TestMysql, TestSqlite};
 
 const T0: i64 = 1_700_000_000_000;
 const HOUR: i64 = 3_600_000;

@@ -4,19 +4,20 @@
 //! alone; `/readyz` stays 200 and says `"store":"down"`; when the relay is restored the
 //! gateway recovers by itself.
 
-use crate::support;
-use crate::support::client::AdminClient;
-use crate::support::{db, wire};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 use http::Method;
 use sessiongate::clock::Clock;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+
+use crate::support;
+use crate::support::client::AdminClient;
+use crate::support::{db, wire};
+use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 
 /// A TCP relay to `target` that can be cut (existing connections closed, new ones dropped)
 /// and restored.

@@ -1,14 +1,15 @@
 //! Transport-level behaviour over real sockets: WebSocket upgrades through an authenticated
 //! route, TLS termination with ALPN (HTTP/2 and HTTP/1.1), and the header read timeout.
 
-use crate::support::{db, wire};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 use sessiongate::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::{db, wire};
+use crate::support::{start_gateway, test_config, Browser, TestUpstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_on_an_authenticated_route() {
