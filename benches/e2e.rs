@@ -26,6 +26,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+// The tests' gateway-config builder and cookie jar, so the bench measures the gateway the
+// tests check.
+#[path = "../tests/it/support/config.rs"]
+mod config;
+#[path = "../tests/it/support/jar.rs"]
+mod jar;
+use config::{free_port, GatewayToml};
+use jar::Jar;
+
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 async fn start_upstream() -> std::net::SocketAddr {
@@ -40,7 +49,7 @@ async fn start_upstream() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let mut resp = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
-                    if req.uri().path() == "/login" {
+                    if req.uri().path().ends_with("/login") {
                         let user = req.uri().query().unwrap_or("u=bench").to_string();
                         let v = format!(
                             "{{\"user_id\":\"{}\",\"jwt_payload\":{{}}}}",
@@ -61,50 +70,25 @@ async fn start_upstream() -> std::net::SocketAddr {
 }
 
 fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// The tests' gateway with the routes the scenarios use (`/public`, `/auth/login`, `/api` with
+/// anti-CSRF on every method), the default upstream timeout, and a pool for 50 clients.
 fn config_text(
     store_url: &str,
     upstream: std::net::SocketAddr,
     listen: std::net::SocketAddr,
     admin: std::net::SocketAddr,
 ) -> String {
-    format!(
-        r#"
-[server]
-listen = "{listen}"
-admin_listen = "{admin}"
-[store]
-url = "{store_url}"
-connection_limit = 60
-[tokens.refresh_token]
-renew_path = "/auth/refresh"
-[cookie]
-secure = false
-[logging]
-level = "warn"
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "http://{upstream}"
-auth = "public"
-[[routes]]
-name = "login"
-path_prefix = "/login"
-upstream = "http://{upstream}"
-auth = "public"
-session_control = true
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "http://{upstream}"
-anti_csrf = "always"
-"#
-    )
+    GatewayToml::new(store_url, &format!("http://{upstream}"))
+        .listen(listen, admin)
+        .unset("server.upstream_timeout_secs")
+        .set("store.connection_limit", "60")
+        .extra("logging.level = \"warn\"")
+        .only_routes(&["public", "login", "api"])
+        .route_attr("api", "anti_csrf = \"always\"")
+        .render()
 }
 
 /// The real `sessiongate` binary in a child process, so its RSS and its own /metrics are
@@ -205,37 +189,6 @@ impl Stats {
     }
 }
 
-/// Per-client state: cookies and anti-csrf token of its own session.
-#[derive(Clone, Default)]
-struct Session {
-    access: String,
-    refresh: String,
-    id_refresh: String,
-    anti_csrf: String,
-}
-
-fn absorb(s: &mut Session, resp: &Response<hyper::body::Incoming>) {
-    for v in resp.headers().get_all("set-cookie") {
-        let v = v.to_str().unwrap_or("");
-        let first = v.split(';').next().unwrap_or("");
-        if let Some((k, val)) = first.split_once('=') {
-            match k {
-                "sAccessToken" => s.access = val.to_string(),
-                "sRefreshToken" => s.refresh = val.to_string(),
-                "sIdRefreshToken" => s.id_refresh = val.to_string(),
-                _ => {}
-            }
-        }
-    }
-    if let Some(t) = resp
-        .headers()
-        .get("anti-csrf")
-        .and_then(|v| v.to_str().ok())
-    {
-        s.anti_csrf = t.to_string();
-    }
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Plain,
@@ -244,15 +197,18 @@ enum Kind {
     Create,
 }
 
-async fn login(client: &HttpClient, base: &str, user: &str) -> Session {
-    let req = Request::get(format!("{base}/login?u={user}"))
+async fn login(client: &HttpClient, base: &str, user: &str) -> Jar {
+    let req = Request::get(format!("{base}/auth/login?u={user}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = client.request(req).await.expect("login");
-    let mut s = Session::default();
-    absorb(&mut s, &resp);
+    let mut s = Jar::default();
+    s.absorb(resp.headers());
     let _ = resp.into_body().collect().await;
-    assert!(!s.refresh.is_empty(), "login created no session");
+    assert!(
+        s.cookie_header("/auth/refresh").is_some(),
+        "login created no session"
+    );
     s
 }
 
@@ -276,7 +232,7 @@ async fn drive(
                 Kind::Authenticated | Kind::Refresh => {
                     login(&client, &base, &format!("user{c}")).await
                 }
-                _ => Session::default(),
+                _ => Jar::default(),
             };
             let mut lat = Vec::with_capacity(4096);
             let mut errors = 0u64;
@@ -287,27 +243,18 @@ async fn drive(
                     Kind::Plain => b.method(Method::GET).uri(format!("{base}{path}")),
                     Kind::Create => b
                         .method(Method::GET)
-                        .uri(format!("{base}/login?u=c{c}-{n}")),
+                        .uri(format!("{base}/auth/login?u=c{c}-{n}")),
                     Kind::Authenticated => b
                         .method(Method::GET)
                         .uri(format!("{base}{path}"))
-                        .header(
-                            "cookie",
-                            format!(
-                                "sAccessToken={}; sIdRefreshToken={}",
-                                session.access, session.id_refresh
-                            ),
-                        )
-                        .header("anti-csrf", &session.anti_csrf),
+                        .header("cookie", session.cookie_header(path).unwrap_or_default())
+                        .header("anti-csrf", session.anti_csrf.as_deref().unwrap_or("")),
                     Kind::Refresh => b
                         .method(Method::POST)
                         .uri(format!("{base}/auth/refresh"))
                         .header(
                             "cookie",
-                            format!(
-                                "sRefreshToken={}; sIdRefreshToken={}",
-                                session.refresh, session.id_refresh
-                            ),
+                            session.cookie_header("/auth/refresh").unwrap_or_default(),
                         ),
                 };
                 let req = b.body(Full::new(Bytes::new())).unwrap();
@@ -316,7 +263,7 @@ async fn drive(
                     Ok(resp) => {
                         let ok = resp.status() == 200;
                         if kind == Kind::Refresh {
-                            absorb(&mut session, &resp);
+                            session.absorb(resp.headers());
                         }
                         let _ = resp.into_body().collect().await;
                         if !ok {

@@ -348,7 +348,7 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    /// The exported label values are a contract (dashboards, `tests/metrics_flow.rs`).
+    /// The exported label values are a contract (dashboards, `tests/it/metrics_flow.rs`).
     #[test]
     fn label_values() {
         let check = |got: Vec<&str>, want: &[&str]| assert_eq!(got, want);

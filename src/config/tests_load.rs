@@ -2,7 +2,7 @@
 //! through one `check` helper: TOML (and environment overrides) in, either success or the
 //! exact list of key paths reported, in order, with a fragment each line must contain. Where
 //! the wording is the contract (ranges, enum words) whole lines are asserted. No test touches
-//! the process environment. (The binary's exit codes are tested in `tests/cli.rs`.)
+//! the process environment. (The binary's exit codes are tested in `tests/it/cli.rs`.)
 
 use super::load::{load_with_env, resolve_config_path, ConfigSource};
 use super::*;

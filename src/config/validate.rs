@@ -39,7 +39,7 @@ pub enum Unit {
 }
 
 /// An integer key's metadata, stated once: the validator enforces it, the renderer names the
-/// key by it, and `tests/docs.rs` holds the README's Default and rule columns to it.
+/// key by it, and `tests/it/docs.rs` holds the README's Default and rule columns to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IntKey {
     /// The full key path, e.g. `server.shutdown_grace_secs`.
