@@ -9,6 +9,7 @@
 //! (scraped from its /metrics) and its RSS are its own.
 //!
 //! Environment: `E2E_SECS` (per scenario, default 5), `E2E_CONCURRENCY` (default 50),
+//! `E2E_GATEWAY_BIN` (run another build of the gateway, e.g. an older commit's),
 //! `SESSIONGATE_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306`; the MySQL scenario is
 //! reported as skipped, loudly, when no server answers).
 
@@ -91,6 +92,12 @@ fn config_text(
         .render()
 }
 
+/// The gateway binary under test: this build's, or `E2E_GATEWAY_BIN` (e.g. a release build of
+/// an older commit, to compare two versions with the same load generator and config).
+fn gateway_binary() -> std::ffi::OsString {
+    std::env::var_os("E2E_GATEWAY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sessiongate").into())
+}
+
 /// The real `sessiongate` binary in a child process, so its RSS and its own /metrics are
 /// measured apart from the load generator and the upstream.
 struct GatewayProcess {
@@ -106,7 +113,7 @@ impl GatewayProcess {
         let (listen, admin) = (free_addr(), free_addr());
         let cfg = dir.path().join("gateway.toml");
         std::fs::write(&cfg, config_text(store_url, upstream, listen, admin)).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+        let child = std::process::Command::new(gateway_binary())
             .args(["serve", "--config"])
             .arg(&cfg)
             .stdout(std::process::Stdio::null())
