@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod http;
 pub mod jobs;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
