@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sessiongate::config::SigningAlgorithm;
+use sessiongate::keys::fresh_secret;
 use sessiongate::keys::ring::{new_access_key, new_refresh_key};
 use sessiongate::keys::KeyRing;
 use sessiongate::session::access::{self, AccessClaims};
@@ -41,7 +42,10 @@ fn main() {
     };
     println!("{:<40} {:>12}", "operation", "ns/op");
     for alg in [SigningAlgorithm::Hs256, SigningAlgorithm::EdDsa] {
-        let rows = vec![new_refresh_key(0), new_access_key(1, alg, 0)];
+        let rows = vec![
+            new_refresh_key(0, fresh_secret()),
+            new_access_key(1, alg, 0, fresh_secret()),
+        ];
         let ring = KeyRing::from_stored(&rows).unwrap();
         let key = ring.signing_key().unwrap();
         let token = access::mint(&claims, key).unwrap();
@@ -62,7 +66,7 @@ fn main() {
             verify
         );
     }
-    let ring = KeyRing::from_stored(&[new_refresh_key(0)]).unwrap();
+    let ring = KeyRing::from_stored(&[new_refresh_key(0, fresh_secret())]).unwrap();
     let rk = ring.refresh_key();
     let root = RefreshToken::root(rk, SessionHandle([7; 16]), [9; 16]);
     let text = root.to_text();
@@ -139,8 +143,8 @@ fn fill(
 fn verified_cache(template: &AccessClaims, now: i64) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let ring = KeyRing::from_stored(&[
-        new_refresh_key(0),
-        new_access_key(1, SigningAlgorithm::Hs256, 0),
+        new_refresh_key(0, fresh_secret()),
+        new_access_key(1, SigningAlgorithm::Hs256, 0, fresh_secret()),
     ])
     .unwrap();
     let token = access::mint(template, ring.signing_key().unwrap()).unwrap();

@@ -28,11 +28,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::blacklist::Blacklist;
-use crate::cli::LogLevel;
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::jobs::Jobs;
 use crate::keys::{KeyCache, KeyPolicy};
+use crate::logging::LogLevel;
 use crate::metrics::{Metrics, ReloadResult};
 use crate::server::{self, Limits, TlsSwap};
 use crate::sessions::{SessionSettings, Sessions};

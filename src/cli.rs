@@ -196,7 +196,7 @@ async fn dispatch(cmd: Command) -> ExitCode {
         Command::Serve(arg) => {
             async {
                 let cfg = load_config(&arg)?;
-                let log = init_logging(&cfg.logging);
+                let log = crate::logging::init_logging(&cfg.logging);
                 let reload = crate::app::Reloading {
                     path: config::load::config_path(arg.config.clone()),
                     log,
@@ -345,68 +345,4 @@ async fn probe(url: &str) -> Result<(http::StatusCode, String), String> {
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
         .unwrap_or_default();
     Ok((status, body))
-}
-
-/// Installs the tracing subscriber: `logging.level` as the filter (`RUST_LOG` wins when set),
-/// `logging.format` pretty or JSON lines. Returns the handle a config reload changes the level
-/// with.
-pub fn init_logging(cfg: &crate::config::LoggingConfig) -> LogLevel {
-    use tracing_subscriber::prelude::*;
-    use tracing_subscriber::{fmt, reload, EnvFilter};
-    let from_env = EnvFilter::try_from_default_env().ok();
-    let pinned = from_env.is_some();
-    let filter = from_env
-        .or_else(|| EnvFilter::try_new(&cfg.level).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let (filter, handle) = reload::Layer::new(filter);
-    let (json, pretty) = match cfg.format {
-        crate::config::LogFormat::Json => (
-            Some(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(std::io::stderr),
-            ),
-            None,
-        ),
-        crate::config::LogFormat::Pretty => (None, Some(fmt::layer().with_writer(std::io::stderr))),
-    };
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(json)
-        .with(pretty)
-        .try_init()
-        .is_ok();
-    LogLevel {
-        handle: (installed && !pinned).then_some(handle),
-    }
-}
-
-/// Changes the running process's log filter (`logging.level`, on a config reload). Inert
-/// when `RUST_LOG` chose the filter or another subscriber was already installed.
-#[derive(Clone)]
-pub struct LogLevel {
-    handle: Option<
-        tracing_subscriber::reload::Handle<
-            tracing_subscriber::EnvFilter,
-            tracing_subscriber::Registry,
-        >,
-    >,
-}
-
-impl LogLevel {
-    /// A handle that changes nothing.
-    pub fn inert() -> Self {
-        Self { handle: None }
-    }
-
-    /// Sets the filter to `level` (a tracing directive); `Ok(false)` when inert.
-    pub fn set(&self, level: &str) -> Result<bool, String> {
-        let Some(handle) = &self.handle else {
-            return Ok(false);
-        };
-        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        handle.reload(filter).map_err(|e| e.to_string())?;
-        Ok(true)
-    }
 }

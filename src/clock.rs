@@ -1,11 +1,12 @@
-//! The wall clock, read in one place. Everything below `session/` takes `now` as a parameter;
-//! only the edges (stores, jobs, the HTTP layer) call [`Clock::now_ms`].
+//! The wall clock, read in one place. The token core (`sessiongate_core`, re-exported as
+//! `session` and `keys::ring`) takes `now` as a parameter and has no clock; only the edges
+//! (stores, jobs, the HTTP layer) call [`Clock::now_ms`].
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-/// Milliseconds since the Unix epoch.
-pub type Millis = i64;
+/// Milliseconds since the Unix epoch (the token core's time type).
+pub use sessiongate_core::Millis;
 
 /// A clock that is either the system clock or a test clock that can be moved forward.
 #[derive(Clone, Debug, Default)]

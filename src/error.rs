@@ -1,7 +1,7 @@
 //! The one place that turns a refusal or failure into an HTTP status and JSON body, and the
 //! one rescue: the `From` conversions below turn the errors of the layers beneath (session
-//! operations, the store, the key cache, path and header hygiene) into a [`Reject`], logging
-//! store failures as they do.
+//! operations, the store, the key cache, path and header hygiene, forwarding upstream) into a
+//! [`Reject`], logging store failures as they do.
 //!
 //! Every response the gateway itself produces for an error goes through [`Reject::response`],
 //! so status codes are picked here and nowhere else. Bodies are `{"error": "...",
@@ -16,8 +16,9 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::{full, Body};
+use crate::body::{full, Body, BodyFault};
 use crate::keys::KeyCacheError;
+use crate::proxy::forward::ForwardError;
 use crate::proxy::headers::{HeaderError, HostError};
 use crate::proxy::route::{PathError, UpstreamUriError};
 use crate::sessions::SessionError;
@@ -229,6 +230,21 @@ impl From<HeaderError> for Reject {
             HeaderError::UnderscoreIdentity(_) => Reject::BadRequest(e.to_string()),
             HeaderError::UnsupportedTransferCoding(_) => Reject::NotImplemented(e.to_string()),
             HeaderError::InvalidValue(_) => Reject::Internal(e.to_string()),
+        }
+    }
+}
+
+/// An upstream that cannot be reached is 502, one that does not answer in time 504; a failure
+/// of the client's own request body is the client's: 408 when it stalled, 400 when malformed.
+impl From<ForwardError> for Reject {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::ClientBody(BodyFault::Stalled) => Reject::RequestTimeout,
+            ForwardError::ClientBody(fault @ BodyFault::Malformed) => {
+                Reject::BadRequest(fault.to_string())
+            }
+            ForwardError::Timeout => Reject::GatewayTimeout,
+            ForwardError::Connect(chain) => Reject::BadGateway(chain),
         }
     }
 }

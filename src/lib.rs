@@ -1,7 +1,10 @@
 //! sessiongate: a reverse-proxy authentication gateway.
 //!
-//! The library holds everything; `main.rs` only wires the CLI to [`cli::run`].
-//! See ARCHITECTURE.md for the code map and the invariants each module keeps.
+//! The library holds everything but the pure token core, which is its own crate
+//! (`crates/core`, `sessiongate_core`: no I/O, no clock, no randomness source, enforced by its
+//! dependencies) and is re-exported here under its old paths ([`session`], [`keys::ring`],
+//! [`clock::Millis`]). `main.rs` only wires the CLI to [`cli::run`]. See ARCHITECTURE.md for
+//! the code map and the invariants each module keeps.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -17,11 +20,13 @@ pub mod gateway;
 pub mod http;
 pub mod jobs;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
-pub mod session;
 pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod store;
+
+pub use sessiongate_core::session;

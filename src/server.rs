@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -56,7 +56,6 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
-use crate::gateway::Peer;
 use crate::metrics::CloseReason;
 
 /// Largest request head hyper buffers; bigger headers get 431.
@@ -72,6 +71,13 @@ pub const H2_MAX_SEND_BUF_SIZE: usize = 256 * 1024;
 /// How long a connection that was asked to close (idle, drain, or no first request) may take
 /// to finish the close before it is dropped, when nothing is in flight.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Connection facts the request handler needs: who is on the other end, and over TLS or not.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
 
 #[derive(Clone, Debug)]
 pub struct Limits {

@@ -516,7 +516,7 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<Vec<u8>> {
 /// The signing secret in `file`, or the problem that makes it unusable.
 fn read_signing_secret(file: &str) -> Result<Vec<u8>, ConfigProblem> {
     const KEY: &str = "tokens.access_token.signing_key.secret_file";
-    let min = crate::keys::ring::MIN_STATIC_SECRET_BYTES;
+    let min = sessiongate_core::keys::ring::MIN_STATIC_SECRET_BYTES;
     match read_secret_file(Path::new(file)) {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Err(ConfigProblem::new(
             KEY,

@@ -24,6 +24,8 @@ pub use load::{
     ConfigSource,
 };
 pub use render::render_masked;
+/// The domain enums are the token core's; configuration only chooses among them.
+pub use sessiongate_core::{AntiCsrfMode, SigningAlgorithm, TheftAction};
 pub use validate::validate;
 
 /// The effective configuration, valid by construction.
@@ -221,25 +223,6 @@ impl std::fmt::Debug for SecretFile {
     }
 }
 
-/// How access tokens are signed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum SigningAlgorithm {
-    #[default]
-    #[serde(rename = "HS256")]
-    Hs256,
-    #[serde(rename = "EdDSA")]
-    EdDsa,
-}
-
-impl SigningAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SigningAlgorithm::Hs256 => "HS256",
-            SigningAlgorithm::EdDsa => "EdDSA",
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct RefreshTokenConfig {
     pub validity_hours: u32,
@@ -282,15 +265,6 @@ pub struct SessionConfig {
     /// The status of session-expiry refusals: 401 or 440.
     pub expired_status: http::StatusCode,
     pub theft_action: TheftAction,
-}
-
-/// What a detected token theft revokes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TheftAction {
-    #[default]
-    RevokeSession,
-    RevokeAllUserSessions,
 }
 
 #[derive(Clone, Debug)]
@@ -371,15 +345,6 @@ pub enum AuthMode {
     Required,
     Optional,
     Public,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AntiCsrfMode {
-    #[default]
-    NonGet,
-    Always,
-    Never,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::{clear_session, expired, Ctx};
 use crate::body::{self, Body};
@@ -92,10 +92,13 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
             return decide(outcome, Auth::TryRefresh);
         }
     };
+    // `non_get` routes exempt the methods that must not change state; the core rule takes the
+    // answer, not the method.
+    let safe_method = matches!(ctx.method, Method::GET | Method::HEAD | Method::OPTIONS);
     if csrf::required(
         state.cfg.tokens.enable_anti_csrf,
         route.anti_csrf,
-        &ctx.method,
+        safe_method,
     ) {
         let presented = h.get(ANTI_CSRF).and_then(|v| v.to_str().ok());
         if !csrf::matches(claims.anti_csrf.as_deref(), presented) {

@@ -37,7 +37,6 @@ mod endpoints;
 pub use endpoints::jwks;
 mod upstream;
 
-use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -50,18 +49,12 @@ use crate::error::{Expiry, Reject};
 use crate::http::cookies::{self, ANTI_CSRF, EXPOSE, ID_REFRESH_HEADER};
 use crate::http::cors;
 use crate::proxy::{headers, route};
+use crate::server::Peer;
 use crate::sessions::IssuedSession;
 use crate::state::AppState;
 
 /// Public keys for upstreams that verify the JWT themselves (EdDSA keys only).
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-
-/// Connection facts the handler needs.
-#[derive(Clone, Copy, Debug)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub tls: bool,
-}
 
 /// What one request looked like, for the access log and metrics.
 struct Outcome {

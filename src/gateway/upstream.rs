@@ -73,7 +73,7 @@ pub(super) async fn forward_to(
         .upstream_duration_seconds
         .with_label_values(&[route.name.as_str()])
         .observe(started.elapsed().as_secs_f64());
-    let mut resp = result.inspect_err(|e| {
+    let mut resp = result.map_err(Reject::from).inspect_err(|e| {
         tracing::warn!(route = %route.name, error = %e, "upstream request failed");
     })?;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;

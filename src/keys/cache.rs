@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::clock::{Clock, Millis};
 use crate::config::{SigningAlgorithm, TokensConfig};
+use crate::keys::fresh_secret;
 use crate::keys::ring::{new_refresh_key, KeyError, KeyRing};
 use crate::store::{KeyStore, StoreError};
 
@@ -118,14 +119,16 @@ impl<S: KeyStore> KeyCache<S> {
         }
         let store = &self.store;
         let now = self.clock.now_ms();
-        store.insert_key(new_refresh_key(now)).await?;
+        store
+            .insert_key(new_refresh_key(now, fresh_secret()))
+            .await?;
         let ring = KeyRing::from_stored(&store.keys().await?)?;
         let needs_key = ring.signing_key().is_err()
             || (self.policy.dynamic
                 && ring.rotation_due(now, self.policy.interval_ms, self.policy.algorithm));
         let ring = if needs_key {
             store
-                .insert_key(ring.next_access_key(self.policy.algorithm, now))
+                .insert_key(ring.next_access_key(self.policy.algorithm, now, fresh_secret()))
                 .await?;
             KeyRing::from_stored(&store.keys().await?)?
         } else {
@@ -204,7 +207,7 @@ impl<S: KeyStore> KeyCache<S> {
         if self.policy.dynamic
             && ring.rotation_due(now, self.policy.interval_ms, self.policy.algorithm)
         {
-            let key = ring.next_access_key(self.policy.algorithm, now);
+            let key = ring.next_access_key(self.policy.algorithm, now, fresh_secret());
             let kid = key.kid.clone();
             // Won or lost, the table has a new key now (another instance may have won).
             changed = true;
@@ -233,9 +236,11 @@ impl<S: KeyStore> KeyCache<S> {
             return Err(KeyCacheError::StaticKey);
         }
         self.reload().await?;
-        let key = self
-            .ring()?
-            .next_access_key(self.policy.algorithm, self.clock.now_ms());
+        let key = self.ring()?.next_access_key(
+            self.policy.algorithm,
+            self.clock.now_ms(),
+            fresh_secret(),
+        );
         self.store.insert_key(key).await?;
         self.reload().await?;
         Ok(self.ring()?.signing_key()?.kid.clone())

@@ -1,13 +1,14 @@
 //! Forwarding to upstreams with hyper-util's pooled client (HTTP/1.1, or HTTP/2 over TLS
 //! when the upstream offers it): bodies stream both ways, the time to response headers is
 //! bounded by `server.upstream_timeout_secs`, a failure of the client's own request body is
-//! the client's (408 when it stalled, 400 when it was malformed), and WebSocket upgrades are
-//! spliced — only a real WebSocket switch (`Upgrade: websocket` and the
+//! reported as the client's ([`ForwardError::ClientBody`]), not the upstream's, and WebSocket
+//! upgrades are spliced — only a real WebSocket switch (`Upgrade: websocket` and the
 //! `Sec-WebSocket-Accept` of RFC 6455 §4.2.2 for the key that was sent). A tunnel keeps its
 //! connection's [`ConnSlot`], ends after `server.idle_timeout_secs` without data in either
 //! direction, and is closed when the shutdown grace period ends.
 //!
-//! Header hygiene is not done here (see `headers.rs`); this module only moves requests.
+//! Header hygiene is not done here (see `headers.rs`); this module only moves requests. It picks
+//! no status codes: failures are a [`ForwardError`], which `error.rs` turns into a refusal.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +24,25 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::body::{Body, BodyFault, BodyWatch};
-use crate::error::Reject;
 use crate::server::ConnSlot;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Why [`Upstream::send`] has no response to give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// The client's own request body failed first (stalled or malformed): the client's fault,
+    /// whatever the upstream did meanwhile.
+    #[error("{0}")]
+    ClientBody(BodyFault),
+    /// No response head within `server.upstream_timeout_secs`.
+    #[error("upstream did not answer in time")]
+    Timeout,
+    /// The upstream could not be connected to, or the exchange failed before a response head
+    /// arrived (the error and its sources, joined).
+    #[error("upstream failed: {0}")]
+    Connect(String),
+}
 
 #[derive(Clone)]
 pub struct Upstream {
@@ -53,26 +69,23 @@ impl Upstream {
         Self { client, timeout }
     }
 
-    /// Sends `req` upstream. Connection failures are 502, no response headers within the
-    /// timeout is 504 — unless the client's request body (watched by `body`) failed first:
-    /// then 408 for a stalled body and 400 for a malformed one. The response body is not
-    /// awaited here: it streams to the client.
+    /// Sends `req` upstream. A connection failure is [`ForwardError::Connect`], no response
+    /// headers within the timeout [`ForwardError::Timeout`] — unless the client's request body
+    /// (watched by `body`) failed first: then [`ForwardError::ClientBody`]. The response body
+    /// is not awaited here: it streams to the client.
     pub async fn send(
         &self,
         mut req: Request<Body>,
         body: &BodyWatch,
-    ) -> Result<Response<Incoming>, Reject> {
+    ) -> Result<Response<Incoming>, ForwardError> {
         // The client speaks HTTP/1.1 upstream whatever the client used.
         *req.version_mut() = Version::HTTP_11;
         let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
         match (result, body.fault()) {
             (Ok(Ok(resp)), _) => Ok(resp),
-            (_, Some(BodyFault::Stalled)) => Err(Reject::RequestTimeout),
-            (_, Some(BodyFault::Malformed)) => {
-                Err(Reject::BadRequest(BodyFault::Malformed.to_string()))
-            }
-            (Err(_), None) => Err(Reject::GatewayTimeout),
-            (Ok(Err(e)), None) => Err(Reject::BadGateway(error_chain(&e))),
+            (_, Some(fault)) => Err(ForwardError::ClientBody(fault)),
+            (Err(_), None) => Err(ForwardError::Timeout),
+            (Ok(Err(e)), None) => Err(ForwardError::Connect(error_chain(&e))),
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::config::{StoreConfig, StoreUrl, TableNames, TheftAction};
 use crate::session::rotation::{
     decide, Decision, Presented, RotationPolicy, RotationState, TokenHash, UnauthorisedReason,
 };
+/// The signing-key rows are the token core's data types; the store only persists them.
+pub use sessiongate_core::keys::{KeyPurpose, StoredKey};
 
 pub mod guarded;
 pub mod migrate;
@@ -100,60 +102,6 @@ pub enum RefreshOutcome {
         revoked: u64,
     },
     Unauthorised(crate::session::rotation::UnauthorisedReason),
-}
-
-/// Which keys a stored key row holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyPurpose {
-    /// Signs access tokens; rotated.
-    Access,
-    /// MACs refresh tokens; created once.
-    Refresh,
-}
-
-impl KeyPurpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyPurpose::Access => "access",
-            KeyPurpose::Refresh => "refresh",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "access" => Some(KeyPurpose::Access),
-            "refresh" => Some(KeyPurpose::Refresh),
-            _ => None,
-        }
-    }
-}
-
-/// A row of the signing-key table.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredKey {
-    /// Unique; for access keys `k<seq>`, so concurrent rotations collide on the primary key.
-    pub kid: String,
-    pub purpose: KeyPurpose,
-    /// Ordering of access keys; the newest is the signing key.
-    pub seq: u64,
-    /// `HS256` or `EdDSA`.
-    pub algorithm: String,
-    /// HMAC secret, or the Ed25519 seed.
-    pub secret: Vec<u8>,
-    /// Ed25519 public key; empty for HMAC keys.
-    pub public: Vec<u8>,
-    pub created_at: Millis,
-}
-
-impl std::fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("kid", &self.kid)
-            .field("purpose", &self.purpose)
-            .field("seq", &self.seq)
-            .field("algorithm", &self.algorithm)
-            .field("created_at", &self.created_at)
-            .finish_non_exhaustive()
-    }
 }
 
 /// One entry of the revocation feed that blacklisting instances poll.

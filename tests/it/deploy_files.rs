@@ -387,6 +387,7 @@ fn dockerfile_copies_what_exists_and_checks_health_with_the_binary() {
     };
 
     let mut copied_config = None;
+    let mut copied = Vec::new();
     for (op, rest) in &ins {
         if op != "COPY" || rest.starts_with("--from") {
             continue;
@@ -397,10 +398,29 @@ fn dockerfile_copies_what_exists_and_checks_health_with_the_binary() {
             let src = src.trim_start_matches("./");
             assert!(repo().join(src).exists(), "COPY {src}: no such file");
             assert!(!excluded(src), "COPY {src} is excluded by .dockerignore");
+            copied.push(src.trim_end_matches('/').to_string());
         }
         if *dest == IMAGE_CONFIG {
             copied_config = Some(sources[0].to_string());
         }
+    }
+    // The build needs every workspace member (the token core in crates/core).
+    let manifest = read("Cargo.toml");
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|m| m.split(']').next())
+        .expect("Cargo.toml lists its workspace members");
+    for member in members.split(',').map(|m| m.trim().trim_matches('"')) {
+        if member.is_empty() || member == "." {
+            continue;
+        }
+        assert!(
+            copied
+                .iter()
+                .any(|c| member == c || member.starts_with(&format!("{c}/"))),
+            "the build stage does not COPY workspace member {member}: {copied:?}"
+        );
     }
     let config = copied_config.expect("the image ships a default configuration");
     let env: Vec<&String> = ins

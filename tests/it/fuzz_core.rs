@@ -24,6 +24,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 use sessiongate::config::SigningAlgorithm;
 use sessiongate::http::cookies::{self, cookie};
+use sessiongate::keys::fresh_secret;
 use sessiongate::keys::ring::{new_access_key, new_refresh_key};
 use sessiongate::keys::{KeyRing, RefreshKey};
 use sessiongate::session::access::{self, AccessClaims, AccessError};
@@ -256,9 +257,9 @@ proptest! {
 /// (the tests need the secrets to sign with).
 fn ring(alg: SigningAlgorithm) -> (KeyRing, Vec<StoredKey>) {
     let rows = vec![
-        new_refresh_key(0),
-        new_access_key(1, alg, 0),
-        new_access_key(2, alg, 1),
+        new_refresh_key(0, fresh_secret()),
+        new_access_key(1, alg, 0, fresh_secret()),
+        new_access_key(2, alg, 1, fresh_secret()),
     ];
     (KeyRing::from_stored(&rows).unwrap(), rows)
 }

@@ -24,6 +24,7 @@ mod header_props;
 mod header_security;
 mod idle_memory;
 mod keys;
+mod layering;
 mod logs;
 mod metrics_flow;
 mod multi_instance;

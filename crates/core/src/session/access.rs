@@ -9,9 +9,8 @@
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Millis;
-use crate::config::SigningAlgorithm;
-use crate::keys::{KeyRing, SigningKey};
+use crate::keys::{KeyRing, SigningAlgorithm, SigningKey};
+use crate::Millis;
 
 /// The claims of an access token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

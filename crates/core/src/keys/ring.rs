@@ -1,6 +1,7 @@
 //! The key ring: access-token signing keys (HS256 or EdDSA) by `kid`, and the refresh-token
 //! MAC key. Pure: built from [`StoredKey`] rows or a static secret; decides when a rotation is
-//! due and which old keys may be dropped. Does no I/O.
+//! due and which old keys may be dropped. Does no I/O and draws no randomness: new key rows
+//! take their secret bytes from the caller.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,14 +10,33 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{DecodingKey, EncodingKey};
-use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::clock::Millis;
-use crate::config::SigningAlgorithm;
-use crate::store::{KeyPurpose, StoredKey};
+use crate::keys::{KeyPurpose, StoredKey};
+use crate::Millis;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// How access tokens are signed (`tokens.access_token.signing_key.algorithm`; the serde names
+/// are the config spellings and the JWT `alg` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SigningAlgorithm {
+    #[default]
+    #[serde(rename = "HS256")]
+    Hs256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::Hs256 => "HS256",
+            SigningAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+}
 
 /// The shortest static secret (`signing_key.secret_file`) accepted, in bytes.
 pub const MIN_STATIC_SECRET_BYTES: usize = 32;
@@ -281,10 +301,16 @@ impl KeyRing {
     }
 
     /// The next access key row: `seq` one past the newest, `kid` = `k<seq>`, so two instances
-    /// that rotate at once write the same primary key and only one insert wins.
-    pub fn next_access_key(&self, alg: SigningAlgorithm, now: Millis) -> StoredKey {
+    /// that rotate at once write the same primary key and only one insert wins. `secret` is
+    /// fresh CSPRNG output the caller drew.
+    pub fn next_access_key(
+        &self,
+        alg: SigningAlgorithm,
+        now: Millis,
+        secret: [u8; 32],
+    ) -> StoredKey {
         let seq = self.access.last().map(|k| k.seq + 1).unwrap_or(1);
-        new_access_key(seq, alg, now)
+        new_access_key(seq, alg, now, secret)
     }
 
     /// Public keys for `/.well-known/jwks.json` (EdDSA keys only; HMAC secrets are never
@@ -309,41 +335,36 @@ impl KeyRing {
     }
 }
 
-/// A fresh access key with CSPRNG material.
-pub fn new_access_key(seq: u64, alg: SigningAlgorithm, now: Millis) -> StoredKey {
-    let mut secret = vec![0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
+/// A new access key row. `secret` (the HMAC secret, or the Ed25519 seed) must be fresh CSPRNG
+/// output: the caller draws it, this crate has no randomness source.
+pub fn new_access_key(seq: u64, alg: SigningAlgorithm, now: Millis, secret: [u8; 32]) -> StoredKey {
     let public = match alg {
         SigningAlgorithm::Hs256 => Vec::new(),
-        SigningAlgorithm::EdDsa => {
-            let seed: [u8; 32] = secret.as_slice().try_into().expect("32 bytes");
-            ed25519_dalek::SigningKey::from_bytes(&seed)
-                .verifying_key()
-                .to_bytes()
-                .to_vec()
-        }
+        SigningAlgorithm::EdDsa => ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .to_bytes()
+            .to_vec(),
     };
     StoredKey {
         kid: format!("k{seq}"),
         purpose: KeyPurpose::Access,
         seq,
         algorithm: alg.as_str().to_string(),
-        secret,
+        secret: secret.to_vec(),
         public,
         created_at: now,
     }
 }
 
 /// The refresh-token MAC key row; created once per database (`kid` `r1`, insert-if-absent).
-pub fn new_refresh_key(now: Millis) -> StoredKey {
-    let mut secret = vec![0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
+/// `secret` must be fresh CSPRNG output, drawn by the caller.
+pub fn new_refresh_key(now: Millis, secret: [u8; 32]) -> StoredKey {
     StoredKey {
         kid: "r1".into(),
         purpose: KeyPurpose::Refresh,
         seq: 0,
         algorithm: "HMAC-SHA256".into(),
-        secret,
+        secret: secret.to_vec(),
         public: Vec::new(),
         created_at: now,
     }
@@ -353,14 +374,22 @@ pub fn new_refresh_key(now: Millis) -> StoredKey {
 pub(crate) mod tests {
     use super::*;
 
+    /// Key material for tests: distinct on every call (so two rings never share a key), but
+    /// drawn from no randomness source; this crate has none.
+    pub(crate) fn test_secret() -> [u8; 32] {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Sha256::digest(n.to_be_bytes()).into()
+    }
+
     /// A ring with a refresh key and access keys created at the given times.
     pub(crate) fn ring_with(
         alg: SigningAlgorithm,
         created: &[Millis],
     ) -> (KeyRing, Vec<StoredKey>) {
-        let mut rows = vec![new_refresh_key(0)];
+        let mut rows = vec![new_refresh_key(0, test_secret())];
         for (i, t) in created.iter().enumerate() {
-            rows.push(new_access_key(i as u64 + 1, alg, *t));
+            rows.push(new_access_key(i as u64 + 1, alg, *t, test_secret()));
         }
         (KeyRing::from_stored(&rows).unwrap(), rows)
     }
@@ -390,7 +419,7 @@ pub(crate) mod tests {
     #[test]
     fn next_key_sequence() {
         let (ring, _) = ring_with(SigningAlgorithm::Hs256, &[0, 10]);
-        let k = ring.next_access_key(SigningAlgorithm::EdDsa, 20);
+        let k = ring.next_access_key(SigningAlgorithm::EdDsa, 20, test_secret());
         assert_eq!((k.kid.as_str(), k.seq, k.public.len()), ("k3", 3, 32));
     }
 
@@ -411,22 +440,22 @@ pub(crate) mod tests {
     #[test]
     fn invalid_rows_are_errors() {
         let mut rows = vec![
-            new_refresh_key(0),
-            new_access_key(1, SigningAlgorithm::Hs256, 0),
+            new_refresh_key(0, test_secret()),
+            new_access_key(1, SigningAlgorithm::Hs256, 0, test_secret()),
         ];
         rows[1].secret.truncate(5);
         assert!(matches!(
             KeyRing::from_stored(&rows),
             Err(KeyError::Invalid { .. })
         ));
-        let rows = vec![new_access_key(1, SigningAlgorithm::Hs256, 0)];
+        let rows = vec![new_access_key(1, SigningAlgorithm::Hs256, 0, test_secret())];
         assert_eq!(
             KeyRing::from_stored(&rows).unwrap_err(),
             KeyError::NoRefreshKey
         );
         let mut rows = vec![
-            new_refresh_key(0),
-            new_access_key(1, SigningAlgorithm::EdDsa, 0),
+            new_refresh_key(0, test_secret()),
+            new_access_key(1, SigningAlgorithm::EdDsa, 0, test_secret()),
         ];
         rows[1].public[0] ^= 1;
         assert!(matches!(

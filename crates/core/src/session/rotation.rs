@@ -3,7 +3,9 @@
 //! The store locks the session row, hands its state here with the presented token, and
 //! applies the [`Decision`] in the same transaction. No I/O, no clock: `now` is a parameter.
 
-use crate::clock::Millis;
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
 
 /// SHA-256 of a refresh token; the store keeps only these.
 pub type TokenHash = [u8; 32];
@@ -59,6 +61,16 @@ pub enum Decision {
     Theft,
     /// Rules 4 and 5: refuse and revoke nothing.
     Unauthorised(UnauthorisedReason),
+}
+
+/// What a detected token theft ([`Decision::Theft`]) revokes (`session.theft_action`; the
+/// serde names are the config spellings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TheftAction {
+    #[default]
+    RevokeSession,
+    RevokeAllUserSessions,
 }
 
 /// Decide what a refresh with `presented` does to the session in `state` at `now`.
