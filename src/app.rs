@@ -212,7 +212,8 @@ pub async fn start_on(
             .await;
         tracing::info!("stopped");
     });
-    tracing::info!(public = %public_addr, admin = %admin_addr, "sessiongate listening");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(public = %public_addr, admin = %admin_addr, workers, "sessiongate listening");
     Ok(Gateway {
         public_addr,
         admin_addr,

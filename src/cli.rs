@@ -143,17 +143,32 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // `serve` sizes its runtime from its configuration (`server.workers`), so it reads the
+    // configuration before any worker thread starts; a bad file exits here.
+    let serve_config = match &command {
+        Command::Serve(arg) => match load_config(arg) {
+            Ok(cfg) => Some(cfg),
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // 0 leaves tokio's default: `TOKIO_WORKER_THREADS`, else one thread per core.
+    if let Some(n) = serve_config
+        .as_ref()
+        .map(|c| c.server.workers)
+        .filter(|&n| n > 0)
     {
+        runtime.worker_threads(n);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_SOFTWARE);
         }
     };
-    runtime.block_on(dispatch(command))
+    runtime.block_on(dispatch(command, serve_config))
 }
 
 fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
@@ -184,7 +199,8 @@ async fn open_migrated(cfg: &Config, migrate: bool) -> Result<Arc<Guarded<AnySto
     Ok(Arc::new(Guarded::unmetered(store)))
 }
 
-async fn dispatch(cmd: Command) -> ExitCode {
+/// Runs a command; `serve_config` is `serve`'s configuration when `run` has read it already.
+async fn dispatch(cmd: Command, serve_config: Option<Config>) -> ExitCode {
     let result = match cmd {
         Command::Demo(args) => crate::demo::run(args)
             .await
@@ -195,7 +211,10 @@ async fn dispatch(cmd: Command) -> ExitCode {
             }),
         Command::Serve(arg) => {
             async {
-                let cfg = load_config(&arg)?;
+                let cfg = match serve_config {
+                    Some(cfg) => cfg,
+                    None => load_config(&arg)?,
+                };
                 let log = crate::logging::init_logging(&cfg.logging);
                 let reload = crate::app::Reloading {
                     path: config::load::config_path(arg.config.clone()),

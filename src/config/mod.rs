@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Connections one peer address may have open at once; 0 = no limit.
     pub max_connections_per_ip: usize,
+    /// Runtime worker threads of `serve`; 0: one per core.
+    pub workers: usize,
     pub trusted_proxies: Vec<Cidr>,
     /// Origins (`scheme://host[:port]`, lower case, default port removed) that are always the
     /// gateway's own, whoever the peer is: what browsers see behind a proxy or load balancer.

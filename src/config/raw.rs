@@ -59,6 +59,7 @@ pub struct RawServer {
     pub idle_timeout_secs: Option<i64>,
     pub body_read_timeout_secs: Option<i64>,
     pub max_connections_per_ip: Option<i64>,
+    pub workers: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
     pub public_origins: Option<Vec<String>>,
 }

@@ -13,7 +13,7 @@
 //! - `server.listen`, `server.admin_listen`: the sockets are bound once.
 //! - `server.tls` being set or not: whether the public listener speaks TLS is part of how it
 //!   was started (the peer's scheme, the handshake deadline); its certificate and key are live.
-//! - `server.max_connections`, `server.max_connections_per_ip`,
+//! - `server.max_connections`, `server.max_connections_per_ip`, `server.workers`,
 //!   `server.header_read_timeout_secs`, `server.idle_timeout_secs`,
 //!   `server.shutdown_grace_secs`: the accept loop's limits, held by every open connection's
 //!   slot and watchdog.
@@ -37,7 +37,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (ok, nk) = (&oa.signing_key, &na.signing_key);
     let (or, nr) = (&ot.refresh_token, &nt.refresh_token);
     let (oi, ni) = (&old.identity, &new.identity);
-    let checks: [(&'static str, bool); 29] = [
+    let checks: [(&'static str, bool); 30] = [
         ("server.listen", os.listen != ns.listen),
         ("server.admin_listen", os.admin_listen != ns.admin_listen),
         ("server.tls", os.tls.is_some() != ns.tls.is_some()),
@@ -49,6 +49,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "server.max_connections_per_ip",
             os.max_connections_per_ip != ns.max_connections_per_ip,
         ),
+        ("server.workers", os.workers != ns.workers),
         (
             "server.header_read_timeout_secs",
             os.header_read_timeout != ns.header_read_timeout,
@@ -163,6 +164,7 @@ pub fn apply_live(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
     }
     s.max_connections = o.max_connections;
     s.max_connections_per_ip = o.max_connections_per_ip;
+    s.workers = o.workers;
     s.header_read_timeout = o.header_read_timeout;
     s.idle_timeout = o.idle_timeout;
     s.shutdown_grace = o.shutdown_grace;
@@ -234,6 +236,7 @@ upstream = "http://127.0.0.1:9000"
             |c| c.server.max_connections_per_ip = 7,
             &["server.max_connections_per_ip"],
         );
+        check(|c| c.server.workers = 3, &["server.workers"]);
         check(
             |c| c.server.header_read_timeout = Duration::from_secs(99),
             &["server.header_read_timeout_secs"],

@@ -83,6 +83,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         &int_keys::MAX_CONNECTIONS_PER_IP,
         s.max_connections_per_ip,
     )?;
+    int(out, &int_keys::WORKERS, s.workers)?;
     int(out, &int_keys::IDLE_TIMEOUT_SECS, s.idle_timeout.as_secs())?;
     int(
         out,

@@ -79,6 +79,7 @@ pub mod int_keys {
     pub const HEADER_READ_TIMEOUT_SECS: IntKey = key("server.header_read_timeout_secs", 10, 1, 300, Seconds);
     pub const MAX_CONNECTIONS: IntKey = key("server.max_connections", 10_000, 1, 1_000_000, Count);
     pub const MAX_CONNECTIONS_PER_IP: IntKey = key("server.max_connections_per_ip", 0, 0, 1_000_000, Count);
+    pub const WORKERS: IntKey = key("server.workers", 0, 0, 1024, Count);
     pub const IDLE_TIMEOUT_SECS: IntKey = key("server.idle_timeout_secs", 60, 1, 3600, Seconds);
     pub const BODY_READ_TIMEOUT_SECS: IntKey = key("server.body_read_timeout_secs", 30, 1, 3600, Seconds);
     pub const CONNECTION_LIMIT: IntKey = key("store.connection_limit", 50, 1, 10_000, Count);
@@ -94,6 +95,7 @@ pub mod int_keys {
         HEADER_READ_TIMEOUT_SECS,
         MAX_CONNECTIONS,
         MAX_CONNECTIONS_PER_IP,
+        WORKERS,
         IDLE_TIMEOUT_SECS,
         BODY_READ_TIMEOUT_SECS,
         CONNECTION_LIMIT,
@@ -323,6 +325,7 @@ impl Validator {
             &int_keys::MAX_CONNECTIONS_PER_IP,
             raw.max_connections_per_ip,
         );
+        let workers = self.int(&int_keys::WORKERS, raw.workers);
         let mut trusted_proxies = Vec::new();
         for (i, s) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
             match parse_cidr(s) {
@@ -362,6 +365,7 @@ impl Validator {
             idle_timeout,
             body_read_timeout,
             max_connections_per_ip: usize::try_from(max_connections_per_ip).unwrap_or(0),
+            workers: usize::try_from(workers).unwrap_or(0),
             trusted_proxies,
             public_origins,
         }

@@ -521,3 +521,34 @@ async fn binary_secret_file_is_used_as_raw_bytes() {
     }
     gw.terminate_cleanly().await;
 }
+
+/// The worker count `serve` reports in its "listening" log line (JSON logs).
+fn runtime_workers(gw: &process::Gateway) -> usize {
+    let log = gw.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("sessiongate listening"))
+        .unwrap_or_else(|| panic!("no listening line in {log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["workers"].as_u64().expect("workers field") as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_server_workers_threads() {
+    let up = support::TestUpstream::start().await;
+    for (workers, expected) in [("3", 3), ("1", 1)] {
+        let db = db::TestSqlite::new();
+        let extra = format!("server.workers = {workers}");
+        let mut gw = process::Gateway::spawn(&db.url(), &up.url(), &extra);
+        gw.wait_ready().await;
+        assert_eq!(runtime_workers(&gw), expected, "server.workers = {workers}");
+        gw.terminate_cleanly().await;
+    }
+    // 0 (the default) is one per core, as tokio chooses it.
+    let db = db::TestSqlite::new();
+    let mut gw = process::Gateway::spawn(&db.url(), &up.url(), "");
+    gw.wait_ready().await;
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(runtime_workers(&gw), cores);
+    gw.terminate_cleanly().await;
+}
