@@ -465,3 +465,51 @@ fn metric_labels_are_never_string_literals_at_call_sites() {
         found.join("\n")
     );
 }
+
+/// Who reads files, and what: (module, the files it reads).
+const FILE_READERS: &[(&str, &str)] = &[
+    (
+        "src/config/load.rs",
+        "the config file and every file it names (secrets read once, here)",
+    ),
+    ("src/server.rs", "the TLS certificate and key"),
+    (
+        "src/app.rs",
+        "the TLS files again, on reload and when they change",
+    ),
+    (
+        "src/store/mysql.rs",
+        "a MySQL URL's `ssl_ca`, when the store opens (and when validation checks it)",
+    ),
+    ("src/demo.rs", "the demo's `--sdk-bundle`"),
+];
+
+#[test]
+fn files_are_read_only_by_their_owners() {
+    let mut found = Vec::new();
+    let mut readers = std::collections::BTreeSet::new();
+    for (path, text) in shipped_sources("src") {
+        for (i, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            if ["fs::read", "File::open", "read_to_string(", "OpenOptions"]
+                .iter()
+                .any(|n| code.contains(n))
+            {
+                readers.insert(path.clone());
+                if !FILE_READERS.iter().any(|(p, _)| *p == path) {
+                    found.push(format!("{path}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        readers.contains("src/config/load.rs"),
+        "found the readers: {readers:?}"
+    );
+    assert!(
+        found.is_empty(),
+        "a secret file is read once, by the config loader, and the key cache takes its bytes \
+         from the config; files are read only where FILE_READERS says:\n{}",
+        found.join("\n")
+    );
+}
