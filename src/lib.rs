@@ -3,8 +3,9 @@
 //! The library holds everything but the pure token core, which is its own crate
 //! (`crates/core`, `sessiongate_core`: no I/O, no clock, no randomness source, enforced by its
 //! dependencies) and is re-exported here under its old paths ([`session`], [`keys::ring`],
-//! [`clock::Millis`]). `main.rs` only wires the CLI to [`cli::run`]. See ARCHITECTURE.md for
-//! the code map and the invariants each module keeps.
+//! [`clock::Millis`], the stored-key rows in [`store`] and the domain enums in [`config`]).
+//! `main.rs` only wires the CLI to [`cli::run`]. See ARCHITECTURE.md for the code map and
+//! the invariants each module keeps, and the tests or compile-time boundary enforcing each.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -1,13 +1,16 @@
 //! [`AppState`]: everything a request handler needs, shared by cheap clones. No mutable
-//! globals; the only interior mutability is in the key cache, the blacklist and the draining
-//! flag, none of which is locked across an `.await`.
+//! globals; the only interior mutability is in the key cache (a std `RwLock`), the
+//! verified-token cache (quick_cache's sharded locks), the blacklist (std locks), the draining
+//! flag, the metrics and the test clock's offset (atomics), and the store's own pool or
+//! connection lock; no std lock is held across an `.await`.
 //!
 //! An `AppState` is one *generation*: the parts built from the config (`cfg`, `router`,
 //! `cookies`, `upstream`) are fixed for its life, while the long-lived parts (`sessions` with
-//! the store, key cache and blacklist, `metrics`, `clock`, the draining flag) are shared by
-//! every generation of the process. A config reload builds the next generation with
-//! [`AppState::next_generation`]; [`Live`] holds the current one, and each request loads it
-//! once (lock-free), so a request that started under the old config finishes under it.
+//! the store, key cache, verified-token cache and blacklist, `metrics`, `clock`, the draining
+//! flag) are shared by every generation of the process. A config reload builds the next
+//! generation with [`AppState::next_generation`]; [`Live`] holds the current one, and each
+//! request loads it once (lock-free), so a request that started under the old config
+//! finishes under it.
 //!
 //! Session operations are not here: they are [`Sessions`]'.
 

@@ -70,10 +70,46 @@ async fn probes_and_metrics() {
         assert!(text.contains(series), "missing {series}:\n{text}");
     }
 
+    // `/readyz` queries nothing: ten probes leave `store_queries_total` alone. (A job may
+    // query the store in the same moment, so up to three tries; a probe that queried would
+    // fail every one.)
+    let mut deltas = Vec::new();
+    for _ in 0..3 {
+        let before = all_store_queries(&admin).await;
+        for _ in 0..10 {
+            assert_eq!(
+                admin.raw(Method::GET, "/readyz", None, "").await.status,
+                200
+            );
+        }
+        deltas.push(all_store_queries(&admin).await - before);
+        if deltas.last() == Some(&0) {
+            break;
+        }
+    }
+    assert_eq!(
+        deltas.last(),
+        Some(&0),
+        "/readyz queried the store: {deltas:?}"
+    );
+
     let r = admin.raw(Method::GET, "/nope", None, "").await;
     assert_error(&r, 404, "not_found");
 
     gw.stop().await;
+}
+
+/// The sum of every `sessiongate_store_queries_total` series on `/metrics`.
+async fn all_store_queries(admin: &AdminClient) -> u64 {
+    let text = admin.raw(Method::GET, "/metrics", None, "").await.text();
+    text.lines()
+        .filter(|l| l.starts_with("sessiongate_store_queries_total{"))
+        .map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("a sample line: {l}"))
+        })
+        .sum()
 }
 
 /// An upstream that holds every request until released, and reports each arrival.

@@ -249,9 +249,17 @@ async fn forged_refresh_token_for_a_real_handle_revokes_nothing() {
         "sRefreshToken".into(),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw),
     );
+    // Refused by its MAC before any store access.
+    let admin = AdminClient::new(gw.admin_addr);
+    let (before, _) = request_driven_store_queries(&admin).await;
     let r = forger.refresh().await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "unauthorised");
+    let (after, _) = request_driven_store_queries(&admin).await;
+    assert_eq!(
+        after, before,
+        "a forged refresh token must not reach the store"
+    );
     // The real session is untouched and still refreshes.
     assert_eq!(b.refresh().await.status, 200);
     assert_eq!(b.get("/api/x").await.status, 200);

@@ -66,6 +66,12 @@ async fn json_access_log_and_theft_warning_without_secrets() {
         .iter()
         .find(|l| l["route"] == "api")
         .unwrap_or_else(|| panic!("no access line for the api route:\n{log}"));
+    // One request, one line: written once, when its body ended.
+    assert_eq!(
+        access.iter().filter(|l| l["route"] == "api").count(),
+        1,
+        "{log}"
+    );
     assert_eq!(api["method"], "GET");
     assert_eq!(api["path"], "/api/b", "the normalised path is logged");
     assert_eq!(api["status"], 200);

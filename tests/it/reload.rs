@@ -377,6 +377,26 @@ async fn tls_certificate_files_are_reloaded_without_a_signal() {
     let (der, _) = presented(addr, &[&two]).await;
     assert_eq!(der, two.der);
 
+    // An unusable certificate changes nothing: logged, and certificate 2 is still served.
+    replace_file(&cert_path, "not a certificate\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw
+        .log_text()
+        .contains("cannot be used; keeping the current certificate")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the unusable certificate was not noticed within 5 s:\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (der, _) = presented(addr, &[&two]).await;
+    assert_eq!(
+        der, two.der,
+        "an unusable certificate must not replace the served one"
+    );
+
     // The connection opened under certificate 1 still works.
     let answer = wire::http1_exchange(
         &mut open,

@@ -327,6 +327,73 @@ async fn static_secret_serves_authenticated_requests_while_mysql_is_down() {
     gw.terminate_cleanly().await;
 }
 
+/// With blacklisting, keys alone are not enough: until the revocation feed has been read once
+/// a token may name a revoked session, so even a genuine token gets 503 `store_unavailable`
+/// (never a 401 that would end the session) and `/readyz` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_blacklisting_no_token_is_accepted_before_the_revocation_feed_is_read() {
+    use sessiongate::keys::KeyRing;
+    use sessiongate::session::access::{self, AccessClaims};
+
+    let db = db::TestMysql::new();
+    let (userinfo, target) = mysql_target(&db).await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-static-signing-secret-of-more-than-32-bytes";
+    let secret_path = dir.path().join("jwt.secret");
+    std::fs::write(&secret_path, secret).unwrap();
+    let up = TestUpstream::start().await;
+    let extra = format!(
+        "tokens.access_token.signing_key.secret_file = \"{}\"\n\
+         tokens.access_token.signing_key.dynamic = false\n\
+         tokens.access_token.blacklisting = true",
+        secret_path.display()
+    );
+    let mut gw = Gateway::spawn(&relayed_url(&userinfo, port, &db.db), &up.url(), &extra);
+
+    let r = first_answer(&mut gw, "/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("revocation feed"), "{}", r.text());
+
+    let ring = KeyRing::from_static_secret(secret.as_bytes()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = AccessClaims {
+        sub: "frank".into(),
+        sid: "h-feed".into(),
+        iat: now,
+        exp: now + 60,
+        anti_csrf: None,
+        payload: serde_json::json!({}),
+    };
+    let mut b = Browser::new(gw.public_addr);
+    b.jar.cookies.insert(
+        "sAccessToken".into(),
+        access::mint(&claims, ring.signing_key().unwrap()).unwrap(),
+    );
+    b.jar
+        .cookies
+        .insert("sIdRefreshToken".into(), "present".into());
+    assert_store_unavailable(&b.get("/api/x").await, "a genuine token before the feed");
+
+    // Once the store answers and the feed has been read, the same token is accepted.
+    let _relay = open_relay(port, target).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = b.get("/api/x").await;
+        if r.status == 200 {
+            assert_eq!(r.upstream_header("x-user-id").as_deref(), Some("frank"));
+            break;
+        }
+        assert_store_unavailable(&r, "a genuine token before the feed");
+        assert!(Instant::now() < deadline, "{}", gw.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.terminate_cleanly().await;
+}
+
 /// `HEAD /healthz` and `HEAD /readyz`: same status as GET, no body; over HTTP/1.1 (raw bytes)
 /// and h2c.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

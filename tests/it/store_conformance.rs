@@ -715,6 +715,34 @@ async fn mysql_job_lock_excludes_a_second_instance() {
     );
 }
 
+/// `GET_LOCK` names are server-wide: the store prefixes them with the database name, so two
+/// gateways on different databases of one server each run their own jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_job_locks_of_other_databases_do_not_exclude_each_other() {
+    let (db_a, db_b) = (TestMysql::new(), TestMysql::new());
+    let a = Arc::new(mysql_store(&db_a, 2).await);
+    let b = Arc::new(mysql_store(&db_b, 2).await);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+    let a2 = a.clone();
+    let holder = tokio::spawn(async move {
+        a2.with_job_lock("purge", async move {
+            let _ = held_tx.send(());
+            let _ = rx.await;
+            Ok(1)
+        })
+        .await
+    });
+    held_rx.await.unwrap();
+    assert_eq!(
+        b.with_job_lock("purge", async { Ok(2) }).await.unwrap(),
+        Some(2),
+        "a lock held on another database must not exclude this one"
+    );
+    tx.send(()).unwrap();
+    assert_eq!(holder.await.unwrap().unwrap(), Some(1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_unreachable_is_unavailable_quickly() {
     // A port nothing listens on.
