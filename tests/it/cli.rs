@@ -522,15 +522,22 @@ async fn binary_secret_file_is_used_as_raw_bytes() {
     gw.terminate_cleanly().await;
 }
 
-/// The worker count `serve` reports in its "listening" log line (JSON logs).
-fn runtime_workers(gw: &process::Gateway) -> usize {
-    let log = gw.log_text();
-    let line = log
-        .lines()
-        .find(|l| l.contains("sessiongate listening"))
-        .unwrap_or_else(|| panic!("no listening line in {log}"));
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    v["workers"].as_u64().expect("workers field") as usize
+/// The worker count `serve` reports in its "listening" log line (JSON logs; the logger's
+/// thread writes it shortly after, so it is waited for, at most 10 s).
+async fn runtime_workers(gw: &process::Gateway) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = gw.log_text();
+        if let Some(line) = log.lines().find(|l| l.contains("sessiongate listening")) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            return v["workers"].as_u64().expect("workers field") as usize;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no listening line in {log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -541,7 +548,11 @@ async fn serve_runs_server_workers_threads() {
         let extra = format!("server.workers = {workers}");
         let mut gw = process::Gateway::spawn(&db.url(), &up.url(), &extra);
         gw.wait_ready().await;
-        assert_eq!(runtime_workers(&gw), expected, "server.workers = {workers}");
+        assert_eq!(
+            runtime_workers(&gw).await,
+            expected,
+            "server.workers = {workers}"
+        );
         gw.terminate_cleanly().await;
     }
     // 0 (the default) is one per core, as tokio chooses it.
@@ -549,6 +560,6 @@ async fn serve_runs_server_workers_threads() {
     let mut gw = process::Gateway::spawn(&db.url(), &up.url(), "");
     gw.wait_ready().await;
     let cores = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(runtime_workers(&gw), cores);
+    assert_eq!(runtime_workers(&gw).await, cores);
     gw.terminate_cleanly().await;
 }
