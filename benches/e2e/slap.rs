@@ -3,7 +3,8 @@
 //! shaped like the gateway's sessions table, in a throwaway database dropped afterwards.
 //!
 //! One transaction is five statements, five round trips like the gateway's refresh (whose
-//! `SET TRANSACTION ISOLATION LEVEL READ COMMITTED` takes the place of the first):
+//! `SET TRANSACTION ISOLATION LEVEL READ COMMITTED` takes the place of the first; here each
+//! client connection is set to READ COMMITTED once, by `--init-command`):
 //! `SET @h = <random existing handle>`, `START TRANSACTION`, `SELECT <all columns> … WHERE
 //! session_handle = @h FOR UPDATE`, `UPDATE … SET generation = generation + 1, <hashes and
 //! times> WHERE session_handle = @h`, `COMMIT`. mysqlslap gives every client exactly
@@ -178,6 +179,8 @@ fn run_slap(
         .arg("--protocol=TCP")
         .arg(format!("--user={}", opts.user().unwrap_or("root")))
         .arg(format!("--create-schema={db}"))
+        // The gateway's isolation level for the refresh transaction, on every client connection.
+        .arg("--init-command=SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         .arg(format!("--concurrency={clients}"))
         .arg("--iterations=1")
         .arg(format!(
