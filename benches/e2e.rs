@@ -429,7 +429,10 @@ async fn idle_memory(store_url: &str, upstream: SocketAddr, client: &HttpClient)
     // This process holds the client ends: stay below its own limit on open files.
     let n = match idle::fd_soft_limit() {
         Some(limit) if (limit as usize) < IDLE_CONNECTIONS + 1_000 => {
-            println!("!! open files limited to {limit} here: opening fewer idle connections and scaling to {IDLE_CONNECTIONS}");
+            println!(
+                "!! open files limited to {limit} here: opening fewer idle connections and \
+                 scaling to {IDLE_CONNECTIONS}"
+            );
             (limit as usize).saturating_sub(1_000)
         }
         _ => IDLE_CONNECTIONS,
@@ -458,6 +461,257 @@ async fn idle_memory(store_url: &str, upstream: SocketAddr, client: &HttpClient)
     m
 }
 
+/// What one run measured, for the results table and the goals.
+struct Results {
+    rows: Vec<Row>,
+    /// Store queries during the authenticated row, and its requests.
+    auth_queries: (u64, u64),
+    /// VmRSS and VmHWM of the SQLite gateway after its load scenarios.
+    sqlite_rss: (f64, f64),
+    /// VmHWM of the MySQL gateway after its load scenarios.
+    mysql_peak: Option<f64>,
+    ceiling: Option<slap::Ceiling>,
+    idle: IdleMemory,
+}
+
+impl Results {
+    fn rps(&self, name: &str) -> f64 {
+        self.rows
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(f64::NAN, |r| r.rps)
+    }
+}
+
+/// The settings and tools of one run.
+struct Bench {
+    secs: f64,
+    conc: usize,
+    wrk: String,
+    mysqlslap: Option<&'static str>,
+    upstream: SocketAddr,
+    nginx: SocketAddr,
+    client: HttpClient,
+}
+
+impl Bench {
+    async fn wrk(&self, name: &str, url: String, headers: &[(String, String)]) -> Row {
+        wrk_row(&self.wrk, name, url, headers.to_vec(), self.conc, self.secs).await
+    }
+
+    async fn drive(&self, name: &str, base: String, kind: Kind) -> Row {
+        drive(name, self.client.clone(), base, kind, self.conc, self.secs).await
+    }
+
+    async fn run(&self, dir: &std::path::Path) -> Results {
+        let up = self.upstream;
+        let sqlite = format!("sqlite://{}", dir.join("bench.db").display());
+        let gw = GatewayProcess::start(&sqlite, up).await;
+        let base = gw.base();
+
+        let mut rows = Vec::new();
+        let url = format!("http://{up}/public/x");
+        rows.push(self.wrk("upstream direct", url, &[]).await);
+        let url = format!("http://{}/public/x", self.nginx);
+        rows.push(self.wrk("nginx plain proxy_pass", url, &[]).await);
+        let url = format!("{base}/public/x");
+        rows.push(self.wrk("gateway public route", url, &[]).await);
+
+        // One logged-in session for every wrk connection.
+        let session = login(&self.client, &base, "wrk").await;
+        let auth_headers = [
+            (
+                "Cookie",
+                session.cookie_header("/api/x").unwrap_or_default(),
+            ),
+            ("anti-csrf", session.anti_csrf.clone().unwrap_or_default()),
+        ]
+        .map(|(k, v)| (k.to_string(), v));
+        let mut check = Request::get(format!("{base}/api/x"));
+        for (k, v) in &auth_headers {
+            check = check.header(k.as_str(), v.as_str());
+        }
+        let status = self
+            .client
+            .request(check.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .expect("authenticated request")
+            .status();
+        assert_eq!(status, 200, "the logged-in session's authenticated request");
+
+        // The same request as the authenticated row on the public route: the difference to
+        // the next row is the cost of verification alone.
+        let url = format!("{base}/public/x");
+        rows.push(
+            self.wrk("gateway public, same cookies", url, &auth_headers)
+                .await,
+        );
+        let q0 = gw.store_queries().await;
+        let url = format!("{base}/api/x");
+        let auth = self
+            .wrk("gateway authenticated route", url, &auth_headers)
+            .await;
+        let auth_queries = (gw.store_queries().await - q0, auth.requests);
+        rows.push(auth);
+        let name = "refresh with rotation (SQLite)";
+        rows.push(self.drive(name, base.clone(), Kind::Refresh).await);
+        let name = "session creation (SQLite)";
+        rows.push(self.drive(name, base.clone(), Kind::Create).await);
+        let sqlite_rss = gw.rss_mib();
+        gw.stop();
+
+        let (mut mysql_peak, mut ceiling) = (None, None);
+        match mysql_url().await {
+            Some(url) => {
+                let gw = GatewayProcess::start(&url, up).await;
+                let name = "refresh with rotation (MySQL)";
+                rows.push(self.drive(name, gw.base(), Kind::Refresh).await);
+                // The ceiling right after the refresh row (the gateway idle), so both see the
+                // same machine as far as possible.
+                ceiling = self.ceiling().await;
+                let name = "session creation (MySQL)";
+                rows.push(self.drive(name, gw.base(), Kind::Create).await);
+                let (rss, peak) = gw.rss_mib();
+                println!(
+                    "gateway RSS after the MySQL scenarios: {rss:.1} MiB (peak {peak:.1} MiB)"
+                );
+                mysql_peak = Some(peak);
+                gw.stop();
+                drop_mysql(&url).await;
+            }
+            None => {
+                println!("!! MySQL scenarios SKIPPED: no server at SESSIONGATE_TEST_MYSQL_URL")
+            }
+        }
+
+        let idle_db = format!("sqlite://{}", dir.join("idle.db").display());
+        let idle = idle_memory(&idle_db, up, &self.client).await;
+        Results {
+            rows,
+            auth_queries,
+            sqlite_rss,
+            mysql_peak,
+            ceiling,
+            idle,
+        }
+    }
+
+    async fn ceiling(&self) -> Option<slap::Ceiling> {
+        let Some(bin) = self.mysqlslap else {
+            println!(
+                "!! MySQL ceiling SKIPPED: /usr/bin/mysqlslap missing (Debian package mariadb-client)"
+            );
+            return None;
+        };
+        match slap::ceiling(bin, &mysql_base(), self.conc as u64, self.secs).await {
+            Ok(c) => {
+                eprintln!("MySQL ceiling: {:.0} txn/s", c.tps());
+                Some(c)
+            }
+            Err(e) => {
+                println!("!! MySQL ceiling FAILED: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn print_results(r: &Results, secs: f64, conc: usize) {
+    let (direct, nginx) = (r.rps("upstream direct"), r.rps("nginx plain proxy_pass"));
+    let public = r.rps("gateway public route");
+    let authed = r.rps("gateway authenticated route");
+    println!("\nconcurrency {conc}, {secs} s per scenario; wrk -t{WRK_THREADS} -c{conc} --latency");
+    println!(
+        "{:<32} {:>5} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>7}",
+        "scenario", "tool", "requests", "req/s", "errors", "p50 ms", "p99 ms", "×direct", "×nginx"
+    );
+    for row in &r.rows {
+        // Ratios only between rows of the same load generator.
+        let (x_direct, x_nginx) = match row.tool {
+            "wrk" => (
+                format!("{:.2}", row.rps / direct),
+                format!("{:.2}", row.rps / nginx),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        println!(
+            "{:<32} {:>5} {:>10} {:>10.0} {:>7} {:>8.2} {:>8.2} {x_direct:>8} {x_nginx:>7}",
+            row.name, row.tool, row.requests, row.rps, row.errors, row.p50_ms, row.p99_ms,
+        );
+    }
+    println!(
+        "(authenticated row: one session's cookie and anti-csrf on all {conc} connections; the \
+         gateway's verified-token cache makes that the steady state of users whose tokens it \
+         has seen)"
+    );
+    println!(
+        "authenticated / public with the same cookies: {:.3}",
+        authed / r.rps("gateway public, same cookies")
+    );
+    let (q, n) = r.auth_queries;
+    println!("store queries during the authenticated run: {q} for {n} requests");
+    let (rss, peak_sqlite) = r.sqlite_rss;
+    println!("gateway RSS after the SQLite scenarios: {rss:.1} MiB (peak {peak_sqlite:.1} MiB)");
+    if let Some(c) = &r.ceiling {
+        println!(
+            "MySQL ceiling for the refresh transaction: {:.0} txn/s (mysqlslap, {} clients, {} \
+             transactions in {:.2} s)",
+            c.tps(),
+            c.clients,
+            c.transactions,
+            c.secs
+        );
+    }
+    let mysql_refresh = r.rps("refresh with rotation (MySQL)");
+    let ceiling_ratio = r.ceiling.as_ref().map(|c| mysql_refresh / c.tps());
+    if let Some(ratio) = ceiling_ratio.filter(|v| v.is_finite()) {
+        println!("gateway refresh (MySQL) / ceiling: {ratio:.2}");
+    }
+    let idle = &r.idle;
+    let scaled = if idle.opened < IDLE_CONNECTIONS {
+        format!(" (measured with {}, scaled)", idle.opened)
+    } else {
+        String::new()
+    };
+    let per_10k = idle.per_10k_mib();
+    println!(
+        "10,000 idle keep-alive connections: +{per_10k:.1} MiB RSS ({:.1} KiB each){scaled}; \
+         RSS {:.1} -> {:.1} MiB, gateway fds {}, {} still open at measurement, {} failed to open",
+        per_10k * 1024.0 / IDLE_CONNECTIONS as f64,
+        idle.before_mib,
+        idle.with_mib,
+        idle.gateway_fds,
+        idle.still_open,
+        idle.failed
+    );
+    let peak = peak_sqlite.max(r.mysql_peak.unwrap_or(0.0));
+    println!("RSS under load: peak {peak:.1} MiB (VmHWM of the gateways after the load scenarios)");
+
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let at_least = |goal: &str, what: &str, v: f64, target: f64| {
+        println!(
+            "{goal:<7} {what:<30} {v:>7.2}   target ≥ {target:<5}  {}",
+            verdict(v >= target)
+        );
+    };
+    let at_most = |goal: &str, what: &str, v: f64, target: f64| {
+        println!(
+            "{goal:<7} {what:<30} {v:>7.1}   target ≤ {target:<5}  {}",
+            verdict(v <= target)
+        );
+    };
+    println!("\n== issue 11 goals, this run ==");
+    at_least("goal 1", "authenticated / nginx", authed / nginx, 1.0);
+    at_least("", "public / nginx", public / nginx, 1.1);
+    at_least("goal 2", "authenticated / public", authed / public, 0.95);
+    match ceiling_ratio.filter(|v| v.is_finite()) {
+        Some(v) => at_least("goal 3", "MySQL refresh / ceiling", v, 0.8),
+        None => println!("goal 3  MySQL refresh / ceiling        SKIPPED"),
+    }
+    at_most("goal 4", "10k idle connections, MiB", per_10k, 100.0);
+    at_most("", "RSS under load, peak MiB", peak, 64.0);
+}
+
 fn main() {
     let secs: f64 = std::env::var("E2E_SECS")
         .ok()
@@ -468,181 +722,37 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     let nginx_bin = require_tool("/usr/sbin/nginx", "nginx");
-    let wrk_bin = require_tool("/usr/bin/wrk", "wrk");
-    let slap_bin = std::path::Path::new("/usr/bin/mysqlslap")
+    let wrk = require_tool("/usr/bin/wrk", "wrk");
+    let mysqlslap = std::path::Path::new("/usr/bin/mysqlslap")
         .exists()
         .then_some("/usr/bin/mysqlslap");
 
     // Outside the runtime, so they are dropped (stopped) last, also when a scenario panics.
     let upstream = Nginx::upstream(&nginx_bin);
     let proxy = Nginx::proxy(&nginx_bin, upstream.addr);
+    let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let up = upstream.addr;
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let gw = GatewayProcess::start(&sqlite, up).await;
-        let base = gw.base();
+    let results = rt.block_on(async {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let client: HttpClient = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(conc * 2)
-            .build(connector);
-
-        let mut rows = Vec::new();
-        let none = Vec::new;
-        rows.push(wrk_row(&wrk_bin, "upstream direct", format!("http://{up}/public/x"), none(), conc, secs).await);
-        rows.push(wrk_row(&wrk_bin, "nginx plain proxy_pass", format!("http://{}/public/x", proxy.addr), none(), conc, secs).await);
-        rows.push(wrk_row(&wrk_bin, "gateway public route", format!("{base}/public/x"), none(), conc, secs).await);
-
-        // One logged-in session for every wrk connection.
-        let session = login(&client, &base, "wrk").await;
-        let auth_headers = vec![
-            ("Cookie".to_string(), session.cookie_header("/api/x").unwrap_or_default()),
-            ("anti-csrf".to_string(), session.anti_csrf.clone().unwrap_or_default()),
-        ];
-        let mut check = Request::get(format!("{base}/api/x"));
-        for (k, v) in &auth_headers {
-            check = check.header(k.as_str(), v.as_str());
-        }
-        let status = client
-            .request(check.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .expect("authenticated request")
-            .status();
-        assert_eq!(status, 200, "the logged-in session's authenticated request");
-
-        // The same request as the authenticated row on the public route: the difference to
-        // the next row is the cost of verification alone.
-        rows.push(wrk_row(&wrk_bin, "gateway public, same cookies", format!("{base}/public/x"), auth_headers.clone(), conc, secs).await);
-        let q0 = gw.store_queries().await;
-        let auth = wrk_row(&wrk_bin, "gateway authenticated route", format!("{base}/api/x"), auth_headers, conc, secs).await;
-        let q_auth = gw.store_queries().await - q0;
-        let auth_requests = auth.requests;
-        rows.push(auth);
-        rows.push(drive("refresh with rotation (SQLite)", client.clone(), base.clone(), Kind::Refresh, conc, secs).await);
-        rows.push(drive("session creation (SQLite)", client.clone(), base.clone(), Kind::Create, conc, secs).await);
-        let (rss_sqlite, peak_sqlite) = gw.rss_mib();
-        gw.stop();
-
-        let mut mysql_refresh = None;
-        let mut mysql_peak = None;
-        let mut ceiling = None;
-        match mysql_url().await {
-            Some(url) => {
-                let gw = GatewayProcess::start(&url, up).await;
-                let refresh = drive("refresh with rotation (MySQL)", client.clone(), gw.base(), Kind::Refresh, conc, secs).await;
-                mysql_refresh = Some(refresh.rps);
-                rows.push(refresh);
-                rows.push(drive("session creation (MySQL)", client.clone(), gw.base(), Kind::Create, conc, secs).await);
-                let (rss, peak) = gw.rss_mib();
-                println!("gateway RSS after the MySQL scenarios: {rss:.1} MiB (peak {peak:.1} MiB)");
-                mysql_peak = Some(peak);
-                gw.stop();
-                drop_mysql(&url).await;
-                // The ceiling with the gateway stopped, so the server serves mysqlslap alone.
-                match slap_bin {
-                    Some(bin) => match slap::ceiling(bin, &mysql_base(), conc as u64, secs).await {
-                        Ok(c) => ceiling = Some(c),
-                        Err(e) => println!("!! MySQL ceiling FAILED: {e}"),
-                    },
-                    None => println!("!! MySQL ceiling SKIPPED: /usr/bin/mysqlslap missing (Debian package mariadb-client)"),
-                }
-            }
-            None => println!("!! MySQL scenarios SKIPPED: no server at SESSIONGATE_TEST_MYSQL_URL"),
-        }
-
-        let idle_db = format!("sqlite://{}", dir.path().join("idle.db").display());
-        let idle = idle_memory(&idle_db, up, &client).await;
-
-        // Results.
-        let find = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.rps).unwrap_or(f64::NAN);
-        let (direct, nginx) = (find("upstream direct"), find("nginx plain proxy_pass"));
-        let (public, authed) = (find("gateway public route"), find("gateway authenticated route"));
-        println!("\nconcurrency {conc}, {secs} s per scenario; wrk -t{WRK_THREADS} -c{conc} --latency");
-        println!(
-            "{:<32} {:>5} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>7}",
-            "scenario", "tool", "requests", "req/s", "errors", "p50 ms", "p99 ms", "×direct", "×nginx"
-        );
-        for r in &rows {
-            // Ratios only between rows of the same load generator.
-            let (x_direct, x_nginx) = match r.tool {
-                "wrk" => (format!("{:.2}", r.rps / direct), format!("{:.2}", r.rps / nginx)),
-                _ => (String::new(), String::new()),
-            };
-            println!(
-                "{:<32} {:>5} {:>10} {:>10.0} {:>7} {:>8.2} {:>8.2} {x_direct:>8} {x_nginx:>7}",
-                r.name, r.tool, r.requests, r.rps, r.errors, r.p50_ms, r.p99_ms,
-            );
-        }
-        println!(
-            "(authenticated row: one session's cookie and anti-csrf on all {conc} connections; the gateway's \
-             verified-token cache makes that the steady state of users whose tokens it has seen)"
-        );
-        println!("authenticated / public with the same cookies: {:.3}", authed / find("gateway public, same cookies"));
-        println!("store queries during the authenticated run: {q_auth} for {auth_requests} requests");
-        println!("gateway RSS after the SQLite scenarios: {rss_sqlite:.1} MiB (peak {peak_sqlite:.1} MiB)");
-        if let Some(c) = &ceiling {
-            println!(
-                "MySQL ceiling for the refresh transaction: {:.0} txn/s (mysqlslap, {} clients, {} transactions in {:.2} s)",
-                c.tps(),
-                c.clients,
-                c.transactions,
-                c.secs
-            );
-        }
-        let ceiling_ratio = match (&ceiling, mysql_refresh) {
-            (Some(c), Some(r)) => {
-                let ratio = r / c.tps();
-                println!("gateway refresh (MySQL) / ceiling: {ratio:.2}");
-                Some(ratio)
-            }
-            _ => None,
+        let bench = Bench {
+            secs,
+            conc,
+            wrk,
+            mysqlslap,
+            upstream: upstream.addr,
+            nginx: proxy.addr,
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(conc * 2)
+                .build(connector),
         };
-        let scaled = if idle.opened < IDLE_CONNECTIONS {
-            format!(" (measured with {}, scaled)", idle.opened)
-        } else {
-            String::new()
-        };
-        let per_10k = idle.per_10k_mib();
-        println!(
-            "10,000 idle keep-alive connections: +{per_10k:.1} MiB RSS ({:.1} KiB each){scaled}; \
-             RSS {:.1} -> {:.1} MiB, gateway fds {}, {} still open at measurement, {} failed to open",
-            per_10k * 1024.0 / IDLE_CONNECTIONS as f64,
-            idle.before_mib,
-            idle.with_mib,
-            idle.gateway_fds,
-            idle.still_open,
-            idle.failed
-        );
-        let peak = peak_sqlite.max(mysql_peak.unwrap_or(0.0));
-        println!("RSS under load: peak {peak:.1} MiB (VmHWM of the gateways after the load scenarios)");
-
-        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-        let ratio_line = |goal: &str, what: &str, v: f64, target: f64| {
-            println!("{goal:<8} {what:<36} {v:>7.2}   target ≥ {target:<5} {}", verdict(v >= target));
-        };
-        println!("\n== issue 11 goals, this run ==");
-        ratio_line("goal 1", "authenticated / nginx", authed / nginx, 1.0);
-        ratio_line("", "public / nginx", public / nginx, 1.1);
-        ratio_line("goal 2", "authenticated / public", authed / public, 0.95);
-        match ceiling_ratio {
-            Some(r) => ratio_line("goal 3", "MySQL refresh / ceiling", r, 0.8),
-            None => println!("goal 3   MySQL refresh / ceiling                 SKIPPED"),
-        }
-        println!(
-            "goal 4   10k idle connections, MiB          {per_10k:>7.1}   target ≤ 100   {}",
-            verdict(per_10k <= 100.0)
-        );
-        println!(
-            "         RSS under load, peak MiB           {peak:>7.1}   target ≤ 64    {}",
-            verdict(peak <= 64.0)
-        );
+        bench.run(dir.path()).await
     });
     drop(rt);
+    print_results(&results, secs, conc);
     for (name, n) in [("upstream", &upstream), ("proxy", &proxy)] {
         let log = n.error_log();
         if !log.trim().is_empty() {

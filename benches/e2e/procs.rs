@@ -22,13 +22,18 @@ pub fn require_tool(path: &str, package: &str) -> String {
          or run the bench as root so it can install it"
     );
     eprintln!("{path} is missing: apt-get install -y {package}");
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .expect("run apt-get");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let install = ["install", "-y", "--no-install-recommends", package];
+    // Package lists may be missing (e.g. in a fresh container): update once and retry.
+    let installed = apt(&install) || (apt(&["update"]) && apt(&install));
     assert!(
-        status.success() && Path::new(path).exists(),
+        installed && Path::new(path).exists(),
         "apt-get install -y {package} failed or did not provide {path}"
     );
     path.to_string()

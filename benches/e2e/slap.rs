@@ -55,7 +55,11 @@ pub async fn ceiling(
         setup(&mut conn, &db).await.map_err(|e| e.to_string())?;
         // A short warm-up run, not counted, gives a first rate; then runs sized by the latest
         // rate to fill the remaining time, until `secs` of measured load are done.
-        let mut rate = run_slap(bin, &opts, &db, clients, 20, secs)?.tps();
+        let slap = |per_client| {
+            // mysqlslap blocks; keep the runtime's other tasks running meanwhile.
+            tokio::task::block_in_place(|| run_slap(bin, &opts, &db, clients, per_client, secs))
+        };
+        let mut rate = slap(20)?.tps();
         let mut total = Ceiling {
             transactions: 0,
             secs: 0.0,
@@ -68,7 +72,7 @@ pub async fn ceiling(
                 break;
             }
             let per_client = ((rate * remaining) / clients as f64).round().max(1.0) as u64;
-            let run = run_slap(bin, &opts, &db, clients, per_client, secs)?;
+            let run = slap(per_client)?;
             rate = run.tps();
             total.transactions += run.transactions;
             total.secs += run.secs;
