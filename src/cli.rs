@@ -215,7 +215,7 @@ async fn dispatch(cmd: Command, serve_config: Option<Config>) -> ExitCode {
                     Some(cfg) => cfg,
                     None => load_config(&arg)?,
                 };
-                let (log, _flush) = crate::logging::init_logging(&cfg.logging);
+                let log = crate::logging::init_logging(&cfg.logging);
                 let reload = crate::app::Reloading {
                     path: config::load::config_path(arg.config.clone()),
                     log,

@@ -406,7 +406,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let toml = demo_config(&args.dir, &args.listen, &args.admin_listen, upstream);
     let cfg =
         crate::config::load_from_str(&toml).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
-    let (_, _flush) = crate::logging::init_logging(&cfg.logging);
+    crate::logging::init_logging(&cfg.logging);
     let gw = crate::app::start_on(cfg, crate::clock::Clock::system(), public, admin).await?;
     println!(
         "sessiongate demo is running: open http://{}/ (password: {DEMO_PASSWORD})",

@@ -1,19 +1,13 @@
 //! Process logging: installs the tracing subscriber from `[logging]` and hands back the
 //! [`LogLevel`] handle a config reload changes the level with. Used by `cli` (`serve`) and by
 //! `demo`, which must not call into `cli`.
-//!
-//! Lines are formatted where the event happens but written by a dedicated thread
-//! (`tracing-appender`'s non-blocking writer over a buffered stderr), so the access log costs a
-//! request no write system call and a burst of lines leaves in a few large writes. The queue is
-//! bounded and never drops: when it is full the logging thread waits. [`LogFlush`] writes out
-//! what is queued when it is dropped, at the end of the process.
 
 use crate::config::{LogFormat, LoggingConfig};
 
 /// Installs the tracing subscriber: `logging.level` as the filter (`RUST_LOG` wins when set),
 /// `logging.format` pretty or JSON lines. Returns the handle a config reload changes the level
-/// with, and the guard that flushes the queued lines when dropped.
-pub fn init_logging(cfg: &LoggingConfig) -> (LogLevel, LogFlush) {
+/// with.
+pub fn init_logging(cfg: &LoggingConfig) -> LogLevel {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, reload, EnvFilter};
     let from_env = EnvFilter::try_from_default_env().ok();
@@ -22,16 +16,17 @@ pub fn init_logging(cfg: &LoggingConfig) -> (LogLevel, LogFlush) {
         .or_else(|| EnvFilter::try_new(&cfg.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("sessiongate-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
     let (json, pretty) = match cfg.format {
         LogFormat::Json => (
-            Some(fmt::layer().json().flatten_event(true).with_writer(writer)),
+            Some(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            ),
             None,
         ),
-        LogFormat::Pretty => (None, Some(fmt::layer().with_writer(writer))),
+        LogFormat::Pretty => (None, Some(fmt::layer().with_writer(std::io::stderr))),
     };
     let installed = tracing_subscriber::registry()
         .with(filter)
@@ -39,15 +34,10 @@ pub fn init_logging(cfg: &LoggingConfig) -> (LogLevel, LogFlush) {
         .with(pretty)
         .try_init()
         .is_ok();
-    let level = LogLevel {
+    LogLevel {
         handle: (installed && !pinned).then_some(handle),
-    };
-    (level, LogFlush(guard))
+    }
 }
-
-/// Writes out the log lines still queued when dropped; held until the process ends.
-#[must_use = "dropping it stops the log writer"]
-pub struct LogFlush(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
 
 /// Changes the running process's log filter (`logging.level`, on a config reload). Inert
 /// when `RUST_LOG` chose the filter or another subscriber was already installed.
