@@ -522,8 +522,8 @@ async fn binary_secret_file_is_used_as_raw_bytes() {
     gw.terminate_cleanly().await;
 }
 
-/// The worker count `serve` reports in its "listening" log line (JSON logs; the logger's
-/// thread writes it shortly after, so it is waited for, at most 10 s).
+/// The worker count `serve` reports in its "listening" log line (JSON logs; waited for, at
+/// most 10 s, since the line need not be in the file the moment `/readyz` answers).
 async fn runtime_workers(gw: &process::Gateway) -> usize {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

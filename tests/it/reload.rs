@@ -53,8 +53,9 @@ async fn wait_logged(gw: &Gateway, message: &str, times: usize) {
     }
 }
 
-/// Waits (at most 10 s) for `times` access-log lines for `path` (the logger's thread writes
-/// them shortly after the response), then checks there are no more than that.
+/// Waits (at most 10 s) for `times` access-log lines for `path` (a line is written when the
+/// response body has ended on the gateway's side, which can be just after the client has read
+/// it), then checks there are no more than that.
 async fn wait_access_lines(gw: &Gateway, path: &str, times: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while access_lines(gw, path) < times {
@@ -276,9 +277,8 @@ async fn sighup_reloads_live_keys_and_leaves_open_requests_alone() {
     assert!(rest(r.into_body()).await.contains("\"/beta/after-h2\""));
 
     gw.terminate_cleanly().await;
-    // The new level applied: requests after the first reload are not in the access log. (Log
-    // lines are written by the logger's own thread; once the process has exited, all of them
-    // are in the file.)
+    // The new level applied: requests after the first reload are not in the access log. (Read
+    // once the process has exited, so a line written late cannot be missed.)
     assert_eq!(access_lines(&gw, "/beta/new"), 0, "{}", gw.log_text());
     assert_eq!(access_lines(&gw, "/public/y"), 0, "{}", gw.log_text());
     // The transcript of both reloads, for the record.
