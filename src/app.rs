@@ -175,12 +175,17 @@ pub async fn start_on(
     let wait_stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let cores = Arc::new(
+        server::Cores::start(state.cfg.server.cores()).context("starting the core threads")?,
+    );
+    let workers = cores.len();
     let lv = live.clone();
     let public_task = tokio::spawn(server::serve(
         public,
         tls,
         limits.clone(),
         Some(state.metrics.connections_closed_total.clone()),
+        Some(cores),
         move |req, peer| crate::gateway::handle(lv.current(), req, peer),
         wait_stop(stop_rx.clone()),
     ));
@@ -194,6 +199,7 @@ pub async fn start_on(
             max_connections_per_ip: 0,
             ..limits
         },
+        None,
         None,
         move |req, _| crate::admin::handle(lv.current(), req),
         wait_stop(admin_stop_rx),
@@ -212,7 +218,6 @@ pub async fn start_on(
             .await;
         tracing::info!("stopped");
     });
-    let workers = tokio::runtime::Handle::current().metrics().num_workers();
     tracing::info!(public = %public_addr, admin = %admin_addr, workers, "sessiongate listening");
     Ok(Gateway {
         public_addr,

@@ -143,8 +143,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    // `serve` sizes its runtime from its configuration (`server.workers`), so it reads the
-    // configuration before any worker thread starts; a bad file exits here.
+    // `serve` reads its configuration before the runtime starts, so a bad file exits here.
     let serve_config = match &command {
         Command::Serve(arg) => match load_config(arg) {
             Ok(cfg) => Some(cfg),
@@ -152,16 +151,10 @@ pub fn run() -> ExitCode {
         },
         _ => None,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    // 0 leaves tokio's default: `TOKIO_WORKER_THREADS`, else one thread per core.
-    if let Some(n) = serve_config
-        .as_ref()
-        .map(|c| c.server.workers)
-        .filter(|&n| n > 0)
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
     {
-        runtime.worker_threads(n);
-    }
-    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -325,13 +325,78 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The threads that serve the public listener's connections: one current-thread runtime per
+/// core. A connection, its requests and the upstream connections they use (see
+/// [`core_index`] and `proxy::forward::Upstream`) stay on one thread, so a request wakes no
+/// other thread of the gateway (the shape nginx and Pingora have; `benches/floor.rs` measures
+/// it against one multi-thread runtime). The accept loop hands each new connection to the
+/// next core in turn. Dropping `Cores` stops the threads; whatever they still serve is closed.
+pub struct Cores {
+    handles: Vec<tokio::runtime::Handle>,
+    next: AtomicUsize,
+    _stop: watch::Sender<()>,
+}
+
+thread_local! {
+    static CORE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the core runtime running on this thread, `None` elsewhere.
+pub fn core_index() -> Option<usize> {
+    CORE.with(|c| c.get())
+}
+
+impl Cores {
+    /// Starts `n` (at least 1) core threads.
+    pub fn start(n: usize) -> std::io::Result<Self> {
+        let (stop, stopped) = watch::channel(());
+        let mut handles = Vec::new();
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            let mut stopped = stopped.clone();
+            std::thread::Builder::new()
+                .name(format!("sessiongate-core-{i}"))
+                .spawn(move || {
+                    CORE.with(|c| c.set(Some(i)));
+                    rt.block_on(async move {
+                        // Err: `Cores` was dropped.
+                        while stopped.changed().await.is_ok() {}
+                    });
+                })?;
+        }
+        Ok(Self {
+            handles,
+            next: AtomicUsize::new(0),
+            _stop: stop,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    fn next(&self) -> &tokio::runtime::Handle {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        &self.handles[i]
+    }
+}
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then drains. `closed_total`
 /// counts connections the server closes on its own, by reason.
+/// With `cores`, connections are served on those threads; without, on the caller's runtime.
 pub async fn serve<H, Fut>(
     listener: TcpListener,
     tls: Option<TlsSwap>,
     limits: Limits,
     closed_total: Option<IntCounterVec>,
+    cores: Option<Arc<Cores>>,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -401,7 +466,7 @@ pub async fn serve<H, Fut>(
         let tls = tls.as_ref().map(TlsSwap::acceptor);
         let limits = limits.clone();
         let count = count.clone();
-        tokio::spawn(async move {
+        let connection = async move {
             let phase = slot.phase.clone();
             let stream = match tls {
                 None => Io::Plain(stream),
@@ -435,7 +500,11 @@ pub async fn serve<H, Fut>(
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
             watch_connection(conn, &activity, &limits, phase, count).await;
-        });
+        };
+        match &cores {
+            Some(cores) => drop(cores.next().spawn(connection)),
+            None => drop(tokio::spawn(connection)),
+        }
     }
     drop(listener);
     let _ = phase_tx.send(Phase::Draining);

@@ -19,6 +19,7 @@
 //! [`VERIFIED_CACHE_BYTES`] (16 MiB) of estimated memory with gradual eviction; expiry is
 //! checked on every hit.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use rand::RngCore;
@@ -33,6 +34,7 @@ use crate::session::refresh::{RefreshToken, RefreshTokenError, SessionHandle};
 use crate::session::rotation::{RotationPolicy, UnauthorisedReason};
 use crate::store::{
     KeyStore, NewSession, RefreshOutcome, RefreshRequest, SessionRecord, SessionStore, StoreError,
+    StoreResult,
 };
 
 /// Token lifetimes and rules, from config.
@@ -295,6 +297,8 @@ pub struct Sessions<S> {
     /// This instance's revoked-session set (`tokens.access_token.blacklisting`).
     blacklist: Option<Arc<Blacklist>>,
     metrics: Metrics,
+    /// The runtime `Sessions` was made on, where store operations run (`on_store`).
+    store_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl<S> Clone for Sessions<S> {
@@ -307,6 +311,7 @@ impl<S> Clone for Sessions<S> {
             verified: self.verified.clone(),
             blacklist: self.blacklist.clone(),
             metrics: self.metrics.clone(),
+            store_runtime: self.store_runtime.clone(),
         }
     }
 }
@@ -381,7 +386,7 @@ fn check_user_id(user_id: &str) -> Result<(), SessionError> {
     Ok(())
 }
 
-impl<S: SessionStore + KeyStore> Sessions<S> {
+impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
     pub fn new(
         store: Arc<S>,
         keys: Arc<KeyCache<S>>,
@@ -398,6 +403,7 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
             verified: Arc::default(),
             blacklist,
             metrics,
+            store_runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -455,16 +461,16 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         // Minted before anything is stored, so a payload too big for the cookie creates nothing.
         let issued = self.issue(&record, &token)?;
         check_access_cookie(&issued.access_token)?;
-        self.store
-            .create_session(NewSession {
-                handle: record.handle.clone(),
-                user_id: record.user_id.clone(),
-                refresh_hash: record.current_hash,
-                session_data: record.session_data.clone(),
-                jwt_payload: record.jwt_payload.clone(),
-                created_at: now,
-                expires_at: record.expires_at,
-            })
+        let new = NewSession {
+            handle: record.handle.clone(),
+            user_id: record.user_id.clone(),
+            refresh_hash: record.current_hash,
+            session_data: record.session_data.clone(),
+            jwt_payload: record.jwt_payload.clone(),
+            created_at: now,
+            expires_at: record.expires_at,
+        };
+        self.on_store(move |s| async move { s.create_session(new).await })
             .await?;
         self.metrics.sessions_created_total.inc();
         Ok(issued)
@@ -540,24 +546,31 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
             },
             theft_action: self.settings.theft_action,
         };
-        Ok(match self.store.refresh(req).await? {
-            RefreshOutcome::Rotated(record) => RefreshResult::Rotated(self.issue(&record, &child)?),
-            RefreshOutcome::GraceReplay(record) => {
-                RefreshResult::GraceReplay(self.issue(&record, &child)?)
-            }
-            RefreshOutcome::Theft {
-                handle,
-                user_id,
-                revoked,
-            } => {
-                self.metrics.token_theft_total.inc();
-                self.metrics.revoked(RevokeReason::Theft, revoked);
-                self.blacklist_now([handle.as_str()]);
-                tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
-                RefreshResult::Theft
-            }
-            RefreshOutcome::Unauthorised(r) => RefreshResult::Refused(r),
-        })
+        Ok(
+            match self
+                .on_store(move |s| async move { s.refresh(req).await })
+                .await?
+            {
+                RefreshOutcome::Rotated(record) => {
+                    RefreshResult::Rotated(self.issue(&record, &child)?)
+                }
+                RefreshOutcome::GraceReplay(record) => {
+                    RefreshResult::GraceReplay(self.issue(&record, &child)?)
+                }
+                RefreshOutcome::Theft {
+                    handle,
+                    user_id,
+                    revoked,
+                } => {
+                    self.metrics.token_theft_total.inc();
+                    self.metrics.revoked(RevokeReason::Theft, revoked);
+                    self.blacklist_now([handle.as_str()]);
+                    tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
+                    RefreshResult::Theft
+                }
+                RefreshOutcome::Unauthorised(r) => RefreshResult::Refused(r),
+            },
+        )
     }
 
     /// Verifies an access token against the in-memory ring; on an unknown `kid` reloads the
@@ -603,9 +616,9 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         let token = access::mint(&new_claims, ring.signing_key()?)
             .map_err(|e| SessionError::Sign(e.to_string()))?;
         check_access_cookie(&token)?;
+        let (sid, payload) = (claims.sid.clone(), new_claims.payload.clone());
         if !self
-            .store
-            .update_jwt_payload(&claims.sid, new_claims.payload.clone(), now)
+            .on_store(move |s| async move { s.update_jwt_payload(&sid, payload, now).await })
             .await?
         {
             return Ok(None);
@@ -625,7 +638,7 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
     ) -> Result<bool, SessionError> {
         check_payload_object(&payload)?;
         let now = self.clock.now_ms();
-        let Some(record) = self.store.session(handle, now).await? else {
+        let Some(record) = self.session_at(handle, now).await? else {
             return Ok(false);
         };
         let ring = self.keys.ring()?;
@@ -645,9 +658,9 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         let token = access::mint(&probe, ring.signing_key()?)
             .map_err(|e| SessionError::Sign(e.to_string()))?;
         check_access_cookie(&token)?;
+        let (handle, payload) = (handle.to_string(), probe.payload);
         Ok(self
-            .store
-            .update_jwt_payload(handle, probe.payload, now)
+            .on_store(move |s| async move { s.update_jwt_payload(&handle, payload, now).await })
             .await?)
     }
 
@@ -677,14 +690,33 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
 
     /// The live session `handle`, if there is one.
     pub async fn session(&self, handle: &str) -> Result<Option<SessionRecord>, SessionError> {
-        Ok(self.store.session(handle, self.clock.now_ms()).await?)
+        self.session_at(handle, self.clock.now_ms()).await
+    }
+
+    async fn session_at(
+        &self,
+        handle: &str,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, SessionError> {
+        let handle = handle.to_string();
+        Ok(self
+            .on_store(move |s| async move { s.session(&handle, now).await })
+            .await?)
     }
 
     /// The handles of `user_id`'s live sessions.
     pub async fn user_sessions(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
+        self.user_sessions_at(user_id, self.clock.now_ms()).await
+    }
+
+    async fn user_sessions_at(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<String>, SessionError> {
+        let user_id = user_id.to_string();
         Ok(self
-            .store
-            .user_sessions(user_id, self.clock.now_ms())
+            .on_store(move |s| async move { s.user_sessions(&user_id, now).await })
             .await?)
     }
 
@@ -694,9 +726,9 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         handle: &str,
         data: serde_json::Value,
     ) -> Result<bool, SessionError> {
+        let (handle, now) = (handle.to_string(), self.clock.now_ms());
         Ok(self
-            .store
-            .update_session_data(handle, data, self.clock.now_ms())
+            .on_store(move |s| async move { s.update_session_data(&handle, data, now).await })
             .await?)
     }
 
@@ -704,9 +736,9 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
     /// live), and in this instance's blacklist (other instances learn of it from the store's
     /// revocation feed). `Ok(false)`: no such live session.
     pub async fn revoke(&self, handle: &str, reason: RevokeReason) -> Result<bool, SessionError> {
+        let (owned, now) = (handle.to_string(), self.clock.now_ms());
         let revoked = self
-            .store
-            .revoke_session(handle, self.clock.now_ms())
+            .on_store(move |s| async move { s.revoke_session(&owned, now).await })
             .await?;
         if revoked {
             self.metrics.revoked(reason, 1);
@@ -725,13 +757,38 @@ impl<S: SessionStore + KeyStore> Sessions<S> {
         let now = self.clock.now_ms();
         // The handles are needed only to refuse them here at once.
         let handles = match &self.blacklist {
-            Some(_) => self.store.user_sessions(user_id, now).await?,
+            Some(_) => self.user_sessions_at(user_id, now).await?,
             None => Vec::new(),
         };
-        let n = self.store.revoke_user_sessions(user_id, now).await?;
+        let owned = user_id.to_string();
+        let n = self
+            .on_store(move |s| async move { s.revoke_user_sessions(&owned, now).await })
+            .await?;
         self.metrics.revoked(reason, n);
         self.blacklist_now(handles.iter().map(String::as_str));
         Ok(n)
+    }
+
+    /// Runs a store operation on the runtime the store was opened on (the process's main
+    /// runtime) when called from a core thread (`server::Cores`). A MySQL connection's socket is
+    /// driven by the runtime that opened it; run from the cores, connections would be opened by
+    /// one core and used by another, each wait depending on a busy thread polling its reactor.
+    /// Elsewhere (the main runtime, tests) the operation runs in place. Once started, an
+    /// operation runs to its end even if the request that asked for it goes away.
+    async fn on_store<T, F, Fut>(&self, op: F) -> StoreResult<T>
+    where
+        F: FnOnce(Arc<S>) -> Fut,
+        Fut: Future<Output = StoreResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let fut = op(self.store.clone());
+        match (&self.store_runtime, crate::server::core_index()) {
+            (Some(rt), Some(_)) => rt
+                .spawn(fut)
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("store task: {e}")))),
+            _ => fut.await,
+        }
     }
 
     /// Refuses these sessions on this instance at once. No-op without blacklisting.

@@ -61,7 +61,7 @@ impl AppState {
             &cfg.tokens.access_token.path,
             &cfg.tokens.refresh_token.renew_path,
         );
-        let upstream = Upstream::new(cfg.server.upstream_timeout);
+        let upstream = Upstream::new(cfg.server.upstream_timeout, cfg.server.cores());
         Self(Arc::new(Inner {
             cfg,
             router,
@@ -88,7 +88,7 @@ impl AppState {
         let upstream = if cfg.server.upstream_timeout == self.cfg.server.upstream_timeout {
             self.upstream.clone()
         } else {
-            Upstream::new(cfg.server.upstream_timeout)
+            Upstream::new(cfg.server.upstream_timeout, cfg.server.cores())
         };
         Self(Arc::new(Inner {
             cfg,

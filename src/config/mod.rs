@@ -61,12 +61,22 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Connections one peer address may have open at once; 0 = no limit.
     pub max_connections_per_ip: usize,
-    /// Runtime worker threads of `serve`; 0: one per core.
+    /// Threads serving the public listener (`server::Cores`); 0: one per core.
     pub workers: usize,
     pub trusted_proxies: Vec<Cidr>,
     /// Origins (`scheme://host[:port]`, lower case, default port removed) that are always the
     /// gateway's own, whoever the peer is: what browsers see behind a proxy or load balancer.
     pub public_origins: Vec<String>,
+}
+
+impl ServerConfig {
+    /// How many core threads serve the public listener: `workers`, or one per core when 0.
+    pub fn cores(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

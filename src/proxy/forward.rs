@@ -44,14 +44,21 @@ pub enum ForwardError {
     Connect(String),
 }
 
+/// The upstream client: one connection pool per core thread (`server::Cores`), so a request
+/// uses connections its own thread drives, and one for every other thread.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<Connector, Body>,
+    clients: Arc<[Client<Connector, Body>]>,
     timeout: Duration,
 }
 
 impl Upstream {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, cores: usize) -> Self {
+        let clients = (0..=cores).map(|_| Self::client(timeout)).collect();
+        Self { clients, timeout }
+    }
+
+    fn client(timeout: Duration) -> Client<Connector, Body> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -62,11 +69,10 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
-            .build(connector);
-        Self { client, timeout }
+            .build(connector)
     }
 
     /// Sends `req` upstream. A connection failure is [`ForwardError::Connect`], no response
@@ -80,7 +86,9 @@ impl Upstream {
     ) -> Result<Response<Incoming>, ForwardError> {
         // The client speaks HTTP/1.1 upstream whatever the client used.
         *req.version_mut() = Version::HTTP_11;
-        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let last = self.clients.len() - 1;
+        let client = &self.clients[crate::server::core_index().map_or(last, |i| i.min(last))];
+        let result = tokio::time::timeout(self.timeout, client.request(req)).await;
         match (result, body.fault()) {
             (Ok(Ok(resp)), _) => Ok(resp),
             (_, Some(fault)) => Err(ForwardError::ClientBody(fault)),

@@ -541,7 +541,7 @@ async fn runtime_workers(gw: &process::Gateway) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_runs_server_workers_threads() {
+async fn serve_runs_server_workers_core_threads() {
     let up = support::TestUpstream::start().await;
     for (workers, expected) in [("3", 3), ("1", 1)] {
         let db = db::TestSqlite::new();
@@ -553,13 +553,29 @@ async fn serve_runs_server_workers_threads() {
             expected,
             "server.workers = {workers}"
         );
+        assert_eq!(
+            core_threads(gw.pid()),
+            expected,
+            "server.workers = {workers}"
+        );
         gw.terminate_cleanly().await;
     }
-    // 0 (the default) is one per core, as tokio chooses it.
+    // 0 (the default) is one per core.
     let db = db::TestSqlite::new();
     let mut gw = process::Gateway::spawn(&db.url(), &up.url(), "");
     gw.wait_ready().await;
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(runtime_workers(&gw).await, cores);
+    assert_eq!(core_threads(gw.pid()), cores);
     gw.terminate_cleanly().await;
+}
+
+/// The process's core threads (`server::Cores` names them `sessiongate-core-N`; the kernel
+/// keeps the first 15 bytes of a thread's name).
+fn core_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("sessiongate-cor"))
+        .count()
 }
