@@ -126,6 +126,10 @@ pub async fn start_on(
         blacklist,
         metrics.clone(),
     );
+    let sessions = match is_sqlite {
+        true => sessions,
+        false => sessions.with_store_runtime(tokio::runtime::Handle::current()),
+    };
     let tls = match &cfg.server.tls {
         Some(t) => Some(TlsSwap::load(&t.cert, &t.key)?),
         None => None,

@@ -297,7 +297,7 @@ pub struct Sessions<S> {
     /// This instance's revoked-session set (`tokens.access_token.blacklisting`).
     blacklist: Option<Arc<Blacklist>>,
     metrics: Metrics,
-    /// The runtime `Sessions` was made on, where store operations run (`on_store`).
+    /// Where store operations asked for on a core thread run (`on_store`); `None`: in place.
     store_runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -403,7 +403,7 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
             verified: Arc::default(),
             blacklist,
             metrics,
-            store_runtime: tokio::runtime::Handle::try_current().ok(),
+            store_runtime: None,
         }
     }
 
@@ -769,12 +769,21 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
         Ok(n)
     }
 
-    /// Runs a store operation on the runtime the store was opened on (the process's main
-    /// runtime) when called from a core thread (`server::Cores`). A MySQL connection's socket is
-    /// driven by the runtime that opened it; run from the cores, connections would be opened by
-    /// one core and used by another, each wait depending on a busy thread polling its reactor.
-    /// Elsewhere (the main runtime, tests) the operation runs in place. Once started, an
-    /// operation runs to its end even if the request that asked for it goes away.
+    /// Store operations asked for on a core thread (`server::Cores`) run on `runtime` (see
+    /// `on_store`). For MySQL, whose sockets are driven by the runtime that opened them; SQLite
+    /// runs its statements on blocking threads and needs no hop.
+    pub fn with_store_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.store_runtime = Some(runtime);
+        self
+    }
+
+    /// Runs a store operation on the store's runtime (the process's main runtime, set with
+    /// [`Sessions::with_store_runtime`]) when called from a core thread (`server::Cores`). A
+    /// MySQL connection's socket is driven by the runtime that opened it; run from the cores,
+    /// connections would be opened by one core and used by another, each wait depending on a
+    /// busy thread polling its reactor. Otherwise (SQLite, the main runtime, tests) the
+    /// operation runs in place. Once started on the store's runtime, an operation runs to its
+    /// end even if the request that asked for it goes away.
     async fn on_store<T, F, Fut>(&self, op: F) -> StoreResult<T>
     where
         F: FnOnce(Arc<S>) -> Fut,
