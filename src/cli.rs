@@ -143,14 +143,6 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    // `serve` reads its configuration before the runtime starts, so a bad file exits here.
-    let serve_config = match &command {
-        Command::Serve(arg) => match load_config(arg) {
-            Ok(cfg) => Some(cfg),
-            Err(code) => return code,
-        },
-        _ => None,
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -161,7 +153,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_SOFTWARE);
         }
     };
-    runtime.block_on(dispatch(command, serve_config))
+    runtime.block_on(dispatch(command))
 }
 
 fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
@@ -192,8 +184,7 @@ async fn open_migrated(cfg: &Config, migrate: bool) -> Result<Arc<Guarded<AnySto
     Ok(Arc::new(Guarded::unmetered(store)))
 }
 
-/// Runs a command; `serve_config` is `serve`'s configuration when `run` has read it already.
-async fn dispatch(cmd: Command, serve_config: Option<Config>) -> ExitCode {
+async fn dispatch(cmd: Command) -> ExitCode {
     let result = match cmd {
         Command::Demo(args) => crate::demo::run(args)
             .await
@@ -204,10 +195,7 @@ async fn dispatch(cmd: Command, serve_config: Option<Config>) -> ExitCode {
             }),
         Command::Serve(arg) => {
             async {
-                let cfg = match serve_config {
-                    Some(cfg) => cfg,
-                    None => load_config(&arg)?,
-                };
+                let cfg = load_config(&arg)?;
                 let log = crate::logging::init_logging(&cfg.logging);
                 let reload = crate::app::Reloading {
                     path: config::load::config_path(arg.config.clone()),
