@@ -54,25 +54,25 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(timeout: Duration, cores: usize) -> Self {
-        let clients = (0..=cores).map(|_| Self::client(timeout)).collect();
-        Self { clients, timeout }
-    }
-
-    fn client(timeout: Duration) -> Client<Connector, Body> {
+        // One connector (and TLS configuration) shared by every pool; only the pools differ.
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
-        let tls = rustls_client_config();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(rustls_client_config())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(connector)
+        let clients = (0..=cores)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_max_idle_per_host(256)
+                    .build(connector.clone())
+            })
+            .collect();
+        Self { clients, timeout }
     }
 
     /// Sends `req` upstream. A connection failure is [`ForwardError::Connect`], no response
