@@ -40,32 +40,31 @@ fn log_messages(gw: &Gateway) -> Vec<String> {
         .collect()
 }
 
-/// Waits (at most 10 s) until `message` has been logged `times` times.
-async fn wait_logged(gw: &Gateway, message: &str, times: usize) {
+/// Waits (at most 10 s) until `count` of the log reaches `times`; `what` names it in the panic.
+async fn wait_log(gw: &Gateway, what: &str, times: usize, count: impl Fn(&Gateway) -> usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while log_messages(gw).iter().filter(|m| *m == message).count() < times {
+    while count(gw) < times {
         assert!(
             Instant::now() < deadline,
-            "{message:?} not logged {times} time(s):\n{}",
+            "{what} not logged {times} time(s):\n{}",
             gw.log_text()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Waits (at most 10 s) for `times` access-log lines for `path` (a line is written when the
-/// response body has ended on the gateway's side, which can be just after the client has read
-/// it), then checks there are no more than that.
+/// Waits until `message` has been logged `times` times.
+async fn wait_logged(gw: &Gateway, message: &str, times: usize) {
+    let count = |gw: &Gateway| log_messages(gw).iter().filter(|m| *m == message).count();
+    wait_log(gw, &format!("{message:?}"), times, count).await;
+}
+
+/// Waits for `times` access-log lines for `path` (a line is written when the response body has
+/// ended on the gateway's side, which can be just after the client has read it), then checks
+/// there are no more than that.
 async fn wait_access_lines(gw: &Gateway, path: &str, times: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while access_lines(gw, path) < times {
-        assert!(
-            Instant::now() < deadline,
-            "{path} not in the access log {times} time(s):\n{}",
-            gw.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("an access line for {path}");
+    wait_log(gw, &what, times, |gw| access_lines(gw, path)).await;
     assert_eq!(access_lines(gw, path), times, "{}", gw.log_text());
 }
 
