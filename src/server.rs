@@ -486,7 +486,10 @@ pub async fn serve<H, Fut>(
                 service_fn(move |mut req: Request<Incoming>| {
                     let guard = InFlight::start(&activity);
                     req.extensions_mut().insert(slot.clone());
-                    let fut = handler(req, peer);
+                    // Boxed per request: hyper keeps one allocation the size of the service's
+                    // future for the whole life of a connection, and the handler's future is
+                    // several KiB; as a box, an idle keep-alive connection holds a pointer.
+                    let fut = Box::pin(handler(req, peer));
                     async move {
                         let resp = fut.await;
                         Ok::<_, Infallible>(resp.map(|inner| Tracked {
