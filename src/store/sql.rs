@@ -145,6 +145,11 @@ impl Queries {
     }
 }
 
+/// Run once on every new MySQL connection: the isolation level of every transaction the store
+/// starts on it (a session default instead of a `SET TRANSACTION` round trip per transaction).
+pub(crate) const MYSQL_SESSION_INIT: &str =
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
 /// handle, revoked at.
 pub(crate) const FEED_INSERT: &str =
     "INSERT INTO sessiongate_revocation (session_handle, revoked_at_ms) VALUES (?, ?)";
