@@ -466,8 +466,26 @@ pub async fn serve<H, Fut>(
         let tls = tls.as_ref().map(TlsSwap::acceptor);
         let limits = limits.clone();
         let count = count.clone();
+        // The socket leaves this runtime's reactor here and joins the reactor of the runtime
+        // that serves it (`from_std` below runs there): registered where it was accepted, every
+        // readiness event of a connection served on a core thread would pass through this
+        // runtime's thread and wake the core with a cross-thread unpark, once per request.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(peer = %addr, error = %e, "accepted connection unusable");
+                continue;
+            }
+        };
         let connection = async move {
             let phase = slot.phase.clone();
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(peer = %addr, error = %e, "accepted connection unusable");
+                    return;
+                }
+            };
             let stream = match tls {
                 None => Io::Plain(stream),
                 Some(acceptor) => {
