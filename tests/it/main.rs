@@ -12,6 +12,7 @@ mod support;
 
 mod admin_api;
 mod browser;
+mod claim_policies;
 mod cli;
 mod config_parity;
 mod connections;
