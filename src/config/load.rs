@@ -37,8 +37,17 @@ pub const ENV_PREFIX: &str = "SESSIONGATE_";
 /// The top-level sections of the configuration ([`RawConfig`]'s fields). Only a
 /// `SESSIONGATE_…` variable that names one of them (see [`env_override`]) is an override.
 pub const SECTIONS: [&str; 11] = [
-    "server", "store", "tokens", "cookie", "session", "identity", "cors", "admin", "logging",
-    "forward_auth", "routes",
+    "server",
+    "store",
+    "tokens",
+    "cookie",
+    "session",
+    "identity",
+    "cors",
+    "admin",
+    "logging",
+    "forward_auth",
+    "routes",
 ];
 
 /// What a `SESSIONGATE_…` environment variable is to the loader.

@@ -455,7 +455,11 @@ fn environment_overrides() {
     assert_eq!(c.server.trusted_proxies.len(), 2);
     assert_eq!(c.store.url.masked(), "mysql://u:***@db:3306/auth_session");
     assert_eq!(
-        c.routes[0].upstream.as_ref().map(|u| u.to_string()).as_deref(),
+        c.routes[0]
+            .upstream
+            .as_ref()
+            .map(|u| u.to_string())
+            .as_deref(),
         Some("http://app:3000/")
     );
 

@@ -27,12 +27,18 @@ async fn require_claims_refuses_then_admits_after_a_payload_update() {
         .add_route(
             "admin",
             "/admin",
-            &[&upstream, r#"require_claims = { role = ["admin", "owner"] }"#],
+            &[
+                &upstream,
+                r#"require_claims = { role = ["admin", "owner"] }"#,
+            ],
         )
         .add_route(
             "tiers",
             "/gold",
-            &[&upstream, "require_claims = { tier = [3], role = [\"member\"] }"],
+            &[
+                &upstream,
+                "require_claims = { tier = [3], role = [\"member\"] }",
+            ],
         )
         .render();
     let cfg = sessiongate::config::load_from_str(&toml).unwrap();

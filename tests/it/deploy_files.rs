@@ -810,7 +810,10 @@ fn kubernetes_manifests_match_the_binary_and_each_other() {
             .iter()
             .map(|p| p["port"].as_u64().unwrap())
             .collect();
-        assert_eq!(allowed, [u64::from(r.upstream.as_ref().unwrap().port_u16().unwrap())]);
+        assert_eq!(
+            allowed,
+            [u64::from(r.upstream.as_ref().unwrap().port_u16().unwrap())]
+        );
     }
     // The gateway's own policy admits the public port from anywhere and restricts the
     // admin port.

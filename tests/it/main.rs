@@ -19,6 +19,7 @@ mod connections;
 mod deploy_files;
 mod deployment_edge;
 mod docs;
+mod forward_auth;
 mod fuzz_core;
 mod gateway_flows;
 mod header_props;
