@@ -847,3 +847,29 @@ fn integer_keys_follow_the_key_table() {
         }
     }
 }
+
+/// `require_claims` from the environment: a claim's list as one value (the key path is read
+/// in lower case, so claim names with capitals need the file).
+#[test]
+fn require_claims_from_the_environment() {
+    let c = run(
+        "[[routes]]\nname = \"a\"\nupstream = \"http://a\"",
+        &[(
+            "SESSIONGATE_ROUTES__0__REQUIRE_CLAIMS__ROLE",
+            "[\"admin\", \"owner\"]",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        c.routes[0].require_claims,
+        [crate::config::ClaimRule {
+            claim: "role".into(),
+            allowed: vec![serde_json::json!("admin"), serde_json::json!("owner")],
+        }]
+    );
+    check_env(
+        "[[routes]]\nname = \"a\"\nupstream = \"http://a\"",
+        &[("SESSIONGATE_ROUTES__0__REQUIRE_CLAIMS__ROLE", "[]")],
+        &[("routes[0].require_claims.role", "empty list")],
+    );
+}
