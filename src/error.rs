@@ -63,6 +63,12 @@ pub enum Reject {
     MethodNotAllowed(&'static str),
     #[error("origin not allowed: {0}")]
     ForbiddenOrigin(String),
+    /// A valid session that does not meet the route's `require_claims`.
+    #[error("forbidden")]
+    Forbidden,
+    /// The forward-auth endpoint asked by a peer outside `server.trusted_proxies`.
+    #[error("the forward-auth endpoint answers only server.trusted_proxies")]
+    UntrustedPeer,
     #[error("request body too large")]
     PayloadTooLarge,
     /// The request uses something the gateway does not implement (a transfer coding).
@@ -103,7 +109,10 @@ impl Reject {
             Reject::BadRequest(_) => StatusCode::BAD_REQUEST,
             Reject::NoRoute | Reject::NotFound(_) => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Reject::ForbiddenOrigin(_) | Reject::AdminForbidden(_) => StatusCode::FORBIDDEN,
+            Reject::ForbiddenOrigin(_)
+            | Reject::Forbidden
+            | Reject::UntrustedPeer
+            | Reject::AdminForbidden(_) => StatusCode::FORBIDDEN,
             Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Reject::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -123,6 +132,8 @@ impl Reject {
             Reject::NoRoute | Reject::NotFound(_) => "not_found",
             Reject::MethodNotAllowed(_) => "method_not_allowed",
             Reject::ForbiddenOrigin(_) => "forbidden_origin",
+            Reject::Forbidden => "forbidden",
+            Reject::UntrustedPeer => "untrusted_peer",
             Reject::PayloadTooLarge => "payload_too_large",
             Reject::NotImplemented(_) => "not_implemented",
             Reject::RequestTimeout => "request_timeout",
@@ -141,7 +152,8 @@ impl Reject {
     /// the others add a human `message`. Internal details are never echoed to clients.
     pub fn response(&self) -> Response<Body> {
         let body = match self {
-            Reject::Expired(..) => serde_json::json!({ "error": self.code() }),
+            // Like the expiry refusals, a policy denial names no rule: `{"error":"forbidden"}`.
+            Reject::Expired(..) | Reject::Forbidden => serde_json::json!({ "error": self.code() }),
             Reject::Internal(_) => {
                 serde_json::json!({ "error": self.code(), "message": "internal error" })
             }
@@ -281,6 +293,8 @@ mod tests {
         check(Reject::GatewayTimeout, 504);
         check(Reject::BadRequest("x".into()), 400);
         check(Reject::ForbiddenOrigin("x".into()), 403);
+        check(Reject::Forbidden, 403);
+        check(Reject::UntrustedPeer, 403);
         check(Reject::MethodNotAllowed("POST"), 405);
         check(Reject::NotImplemented("x".into()), 501);
         check(Reject::RequestTimeout, 408);

@@ -46,6 +46,8 @@ label_enum! {
         AntiCsrfFailed => "anti_csrf_failed",
         Revoked => "revoked",
         Valid => "valid",
+        /// A valid session that does not meet the route's `require_claims` (403).
+        Forbidden => "forbidden",
     }
 }
 
@@ -101,6 +103,21 @@ label_enum! {
 }
 
 label_enum! {
+    /// `forward_auth_total{route, decision}`: what the forward-auth endpoint answered a
+    /// front proxy (the access-token check itself is also counted in `auth_decisions_total`).
+    ForwardAuthDecision {
+        /// 200: the request may go on (with identity headers when there is a session).
+        Allowed => "allowed",
+        /// 401 (or `session.expired_status`): no usable session, or a login redirect.
+        Unauthenticated => "unauthenticated",
+        /// 403: the session does not meet the route's `require_claims`.
+        Forbidden => "forbidden",
+        /// Anything else: an untrusted peer, a bad forwarded URI, no route, store unavailable.
+        Refused => "refused",
+    }
+}
+
+label_enum! {
     /// `connections_closed_total{reason}`: why the public listener closed a connection itself.
     CloseReason {
         HeaderTimeout => "header_timeout",
@@ -136,6 +153,8 @@ pub struct Metrics {
     /// Configuration reloads (SIGHUP) by result: `ok` (applied, restart-only changes
     /// excepted) or `error` (the new file was refused; nothing changed).
     pub config_reloads_total: IntCounterVec,
+    /// Forward-auth answers by route (`unmatched` before a route is known) and decision.
+    pub forward_auth_total: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -208,6 +227,12 @@ impl Metrics {
                 "upstream_duration_seconds",
                 "Upstream time to response headers, by route",
                 &["route"],
+            ),
+            forward_auth_total: counter_vec(
+                &r,
+                "forward_auth_total",
+                "Forward-auth answers to front proxies, by route and decision",
+                &["route", "decision"],
             ),
             auth_decisions_total: counter_vec(
                 &r,
@@ -314,6 +339,12 @@ impl Metrics {
             .inc();
     }
 
+    pub fn forward_auth(&self, route: &str, decision: ForwardAuthDecision) {
+        self.forward_auth_total
+            .with_label_values(&[route, decision.as_str()])
+            .inc();
+    }
+
     pub fn refresh(&self, outcome: RefreshLabel) {
         self.refresh_total
             .with_label_values(&[outcome.as_str()])
@@ -364,6 +395,7 @@ mod tests {
                 "anti_csrf_failed",
                 "revoked",
                 "valid",
+                "forbidden",
             ],
         );
         check(
@@ -395,6 +427,13 @@ mod tests {
         check(
             CloseReason::ALL.iter().map(|o| o.as_str()).collect(),
             &["header_timeout", "idle_timeout", "per_ip_limit"],
+        );
+        check(
+            ForwardAuthDecision::ALL
+                .iter()
+                .map(|o| o.as_str())
+                .collect(),
+            &["allowed", "unauthenticated", "forbidden", "refused"],
         );
     }
 }

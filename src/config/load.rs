@@ -36,8 +36,17 @@ pub const CONFIG_PATH_ENV: &str = "SESSIONGATE_CONFIG";
 pub const ENV_PREFIX: &str = "SESSIONGATE_";
 /// The top-level sections of the configuration ([`RawConfig`]'s fields). Only a
 /// `SESSIONGATE_…` variable that names one of them (see [`env_override`]) is an override.
-pub const SECTIONS: [&str; 10] = [
-    "server", "store", "tokens", "cookie", "session", "identity", "cors", "admin", "logging",
+pub const SECTIONS: [&str; 11] = [
+    "server",
+    "store",
+    "tokens",
+    "cookie",
+    "session",
+    "identity",
+    "cors",
+    "admin",
+    "logging",
+    "forward_auth",
     "routes",
 ];
 

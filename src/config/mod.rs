@@ -40,7 +40,16 @@ pub struct Config {
     pub cors: CorsConfig,
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
+    pub forward_auth: ForwardAuthConfig,
     pub routes: Vec<Route>,
+}
+
+/// `[forward_auth]`: the endpoint front proxies (nginx `auth_request`, Caddy `forward_auth`,
+/// Traefik `forwardAuth`, Envoy `ext_authz`) ask about a request (`gateway::forward_auth`).
+#[derive(Clone, Debug, Default)]
+pub struct ForwardAuthConfig {
+    /// The endpoint's path on the public listener; `None`: no endpoint.
+    pub path: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -327,7 +336,9 @@ pub struct Route {
     pub name: String,
     pub path_prefix: String,
     pub host: Option<String>,
-    pub upstream: http::Uri,
+    /// `None` only for a route used by the forward-auth endpoint alone (`forward_auth.path`
+    /// set); the proxy path answers such a route 404.
+    pub upstream: Option<http::Uri>,
     pub auth: AuthMode,
     pub anti_csrf: AntiCsrfMode,
     pub session_control: bool,
@@ -336,6 +347,17 @@ pub struct Route {
     pub path_params: PathParams,
     /// Match `path_prefix` regardless of ASCII case (for upstreams that do the same).
     pub case_insensitive: bool,
+    /// `require_claims`: every rule must hold for the session's JWT payload (empty: none).
+    pub require_claims: Vec<ClaimRule>,
+}
+
+/// One `routes[].require_claims` entry: the payload claim `claim` must equal one of
+/// `allowed` (a scalar claim) or share a value with it (an array claim). `allowed` holds
+/// non-empty JSON scalars only (strings, numbers, booleans), checked by the validator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimRule {
+    pub claim: String,
+    pub allowed: Vec<serde_json::Value>,
 }
 
 /// `routes[].path_params`: the route is chosen on the path with every segment's `;…` removed;

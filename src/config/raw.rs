@@ -43,7 +43,14 @@ pub struct RawConfig {
     pub cors: Option<RawCors>,
     pub admin: Option<RawAdmin>,
     pub logging: Option<RawLogging>,
+    pub forward_auth: Option<RawForwardAuth>,
     pub routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub path: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -220,4 +227,6 @@ pub struct RawRoute {
     #[serde(default, deserialize_with = "word")]
     pub path_params: Option<PathParams>,
     pub case_insensitive: Option<bool>,
+    /// Claim name → allowed values; checked by the validator (non-empty lists of scalars).
+    pub require_claims: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }

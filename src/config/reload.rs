@@ -3,7 +3,8 @@
 //! generation runs with, in which every restart-only key keeps its running value, plus the
 //! key paths that changed but need a restart. Pure: no I/O, no logging.
 //!
-//! **Live** (everything not listed below): routes and their upstreams, `cors`, `cookie`,
+//! **Live** (everything not listed below): routes and their upstreams (and their
+//! `require_claims`), `forward_auth.path`, `cors`, `cookie`,
 //! `server.trusted_proxies`, `server.upstream_timeout_secs`, `server.body_read_timeout_secs`,
 //! `session.logout_path`, `session.expired_status`, `admin` (the API key), `logging.level`,
 //! and the TLS certificate and key (`server.tls.cert`/`key` paths and file contents). Keys
@@ -382,6 +383,11 @@ upstream = "http://127.0.0.1:9000"
             key: "k2.pem".into(),
         });
         new.session.logout_path = Some("/bye".into());
+        new.forward_auth.path = Some("/verify".into());
+        new.routes[0].require_claims = vec![crate::config::ClaimRule {
+            claim: "role".into(),
+            allowed: vec![serde_json::json!("admin")],
+        }];
         new.session.expired_status = http::StatusCode::from_u16(440).unwrap();
         new.admin.api_key = Some("another key".into());
         new.logging.level = "debug".into();

@@ -201,6 +201,12 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     writeln!(out, "level = {}", q(&c.logging.level))?;
     writeln!(out, "format = {}", word(c.logging.format))?;
 
+    writeln!(out, "\n[forward_auth]")?;
+    match &c.forward_auth.path {
+        Some(p) => writeln!(out, "path = {}", q(p))?,
+        None => writeln!(out, "# path unset: no forward-auth endpoint")?,
+    }
+
     for r in &c.routes {
         writeln!(out, "\n[[routes]]")?;
         writeln!(out, "name = {}", q(&r.name))?;
@@ -208,7 +214,10 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         if let Some(h) = &r.host {
             writeln!(out, "host = {}", q(h))?;
         }
-        writeln!(out, "upstream = {}", q(&r.upstream.to_string()))?;
+        match &r.upstream {
+            Some(u) => writeln!(out, "upstream = {}", q(&u.to_string()))?,
+            None => writeln!(out, "# no upstream: used by the forward-auth endpoint only")?,
+        }
         writeln!(out, "auth = {}", word(r.auth))?;
         writeln!(out, "anti_csrf = {}", word(r.anti_csrf))?;
         writeln!(out, "session_control = {}", r.session_control)?;
@@ -216,6 +225,17 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         writeln!(out, "case_insensitive = {}", r.case_insensitive)?;
         if let Some(l) = &r.login_redirect {
             writeln!(out, "login_redirect = {}", q(l))?;
+        }
+        if !r.require_claims.is_empty() {
+            let rules: Vec<String> = r
+                .require_claims
+                .iter()
+                .map(|c| {
+                    let values: Vec<String> = c.allowed.iter().map(|v| v.to_string()).collect();
+                    format!("{} = [{}]", q(&c.claim), values.join(", "))
+                })
+                .collect();
+            writeln!(out, "require_claims = {{ {} }}", rules.join(", "))?;
         }
     }
     Ok(())

@@ -395,6 +395,22 @@ fn rules() {
         ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nlogin_redirect = \"https://auth.example.com/login?x=1\"", &[]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nlogin_redirect = \"//evil.example\"", &[("routes[0].login_redirect", "//")]),
         ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nlogin_redirect = \"javascript:alert(1)\"", &[("routes[0].login_redirect", "neither a path")]),
+        // require_claims: non-empty lists of scalars, on routes that require a session
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nrequire_claims = { role = [\"admin\", \"owner\"], tier = [2, 3], staff = [true] }", &[]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nrequire_claims = { role = [] }", &[("routes[0].require_claims.role", "empty list")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nrequire_claims = { role = \"admin\" }", &[("routes[0].require_claims.role", "not a list")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nrequire_claims = { role = [[\"admin\"]] }", &[("routes[0].require_claims.role", "not a scalar")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nrequire_claims = { role = [{ a = 1 }] }", &[("routes[0].require_claims.role", "not a scalar")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nauth = \"public\"\nrequire_claims = { role = [\"admin\"] }", &[("routes[0].require_claims", "does not require one")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nauth = \"optional\"\nrequire_claims = { role = [\"admin\"] }", &[("routes[0].require_claims", "does not require one")]),
+        ("[[routes]]\nname = \"a\"\nupstream = \"http://a\"\nrequire_claims = [\"admin\"]", &[("routes[0].require_claims", "wrong type")]),
+        // forward_auth: a path of its own, trusted proxies to answer, upstream-less routes
+        ("server.trusted_proxies = [\"127.0.0.1/32\"]\ntokens.refresh_token.renew_path = \"/auth/refresh\"\n[forward_auth]\npath = \"/.sessiongate/verify\"\n[[routes]]\nname = \"a\"", &[]),
+        ("server.trusted_proxies = [\"127.0.0.1/32\"]\ntokens.refresh_token.renew_path = \"/auth/refresh\"\n[forward_auth]\npath = \"/.sessiongate/verify\"\n[[routes]]\nname = \"a\"\nupstream = \"http://a\"", &[]),
+        ("[forward_auth]\npath = \"/verify\"\n[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n", &[("forward_auth.path", "trusted_proxies is empty")]),
+        ("server.trusted_proxies = [\"127.0.0.1/32\"]\n[forward_auth]\npath = \"verify\"\n[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n", &[("forward_auth.path", "start with /")]),
+        ("server.trusted_proxies = [\"127.0.0.1/32\"]\ntokens.refresh_token.renew_path = \"/r\"\n[forward_auth]\npath = \"/r\"\n[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n", &[("forward_auth.path", "renew or logout")]),
+        ("[forward_auth]\npaht = \"/v\"\n[[routes]]\nname = \"a\"\nupstream = \"http://a\"\n", &[("forward_auth.paht", "unknown key")]),
         // parse-level problems
         ("[tokens.access_token]\nvaliditysecs = 60", &[("tokens.access_token.validitysecs", "unknown key")]),
         ("nonsense = 1", &[("nonsense", "unknown key")]),
@@ -438,7 +454,14 @@ fn environment_overrides() {
     assert_eq!(c.admin.api_key.as_deref(), Some("1234567890123456"));
     assert_eq!(c.server.trusted_proxies.len(), 2);
     assert_eq!(c.store.url.masked(), "mysql://u:***@db:3306/auth_session");
-    assert_eq!(c.routes[0].upstream.to_string(), "http://app:3000/");
+    assert_eq!(
+        c.routes[0]
+            .upstream
+            .as_ref()
+            .map(|u| u.to_string())
+            .as_deref(),
+        Some("http://app:3000/")
+    );
 
     // A list from one variable, kept the way browsers write `Origin` (lower case, no
     // default port).
@@ -823,4 +846,30 @@ fn integer_keys_follow_the_key_table() {
             );
         }
     }
+}
+
+/// `require_claims` from the environment: a claim's list as one value (the key path is read
+/// in lower case, so claim names with capitals need the file).
+#[test]
+fn require_claims_from_the_environment() {
+    let c = run(
+        "[[routes]]\nname = \"a\"\nupstream = \"http://a\"",
+        &[(
+            "SESSIONGATE_ROUTES__0__REQUIRE_CLAIMS__ROLE",
+            "[\"admin\", \"owner\"]",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        c.routes[0].require_claims,
+        [crate::config::ClaimRule {
+            claim: "role".into(),
+            allowed: vec![serde_json::json!("admin"), serde_json::json!("owner")],
+        }]
+    );
+    check_env(
+        "[[routes]]\nname = \"a\"\nupstream = \"http://a\"",
+        &[("SESSIONGATE_ROUTES__0__REQUIRE_CLAIMS__ROLE", "[]")],
+        &[("routes[0].require_claims.role", "empty list")],
+    );
 }

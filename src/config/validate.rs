@@ -265,7 +265,13 @@ impl Validator {
         let cors = self.cors(raw.cors.unwrap_or_default());
         let admin = self.admin(raw.admin.unwrap_or_default());
         let logging = self.logging(raw.logging.unwrap_or_default());
-        let routes = self.routes(raw.routes);
+        let forward_auth = self.forward_auth(
+            raw.forward_auth.unwrap_or_default(),
+            &server,
+            &tokens,
+            &session,
+        );
+        let routes = self.routes(raw.routes, forward_auth.path.is_some());
 
         if let Some(logout) = &session.logout_path {
             if *logout == tokens.refresh_token.renew_path {
@@ -288,8 +294,46 @@ impl Validator {
             cors,
             admin,
             logging,
+            forward_auth,
             routes,
         }
+    }
+
+    /// `[forward_auth]`: a URL path, different from the gateway's other own paths.
+    fn forward_auth(
+        &mut self,
+        raw: RawForwardAuth,
+        server: &ServerConfig,
+        tokens: &TokensConfig,
+        session: &SessionConfig,
+    ) -> ForwardAuthConfig {
+        let key = "forward_auth.path";
+        let path = raw.path.and_then(|p| self.url_path(key, Some(p), None));
+        let taken = |p: &str| {
+            p == tokens.refresh_token.renew_path || session.logout_path.as_deref() == Some(p)
+        };
+        if let Some(p) = path.as_deref().filter(|p| taken(p)) {
+            self.push(
+                key,
+                "is already the renew or logout path",
+                quoted(p),
+                "a path of its own, e.g. /.sessiongate/verify",
+            );
+            return ForwardAuthConfig::default();
+        }
+        // The endpoint answers only the front proxy; without one it could answer nobody.
+        if let Some(p) = path
+            .as_deref()
+            .filter(|_| server.trusted_proxies.is_empty())
+        {
+            self.push(
+                key,
+                "is set but server.trusted_proxies is empty (the endpoint answers only trusted front proxies)",
+                quoted(p),
+                "forward_auth.path together with server.trusted_proxies naming the front proxy",
+            );
+        }
+        ForwardAuthConfig { path }
     }
 
     fn server(&mut self, raw: RawServer) -> ServerConfig {
@@ -830,7 +874,8 @@ impl Validator {
         }
     }
 
-    fn routes(&mut self, raw: Option<Vec<RawRoute>>) -> Vec<Route> {
+    /// `forward_auth`: the forward-auth endpoint is on, so a route may omit `upstream`.
+    fn routes(&mut self, raw: Option<Vec<RawRoute>>, forward_auth: bool) -> Vec<Route> {
         let raw = raw.unwrap_or_default();
         if raw.is_empty() {
             self.problems.push(
@@ -918,15 +963,17 @@ impl Validator {
                 }
             });
             let upstream = match r.upstream {
+                // A route only the forward-auth endpoint uses has no upstream to forward to.
+                None if forward_auth => Some(None),
                 None => {
                     self.problems.push(
                         ConfigProblem::bare(key("upstream"), "required but not set")
-                            .allowing("an absolute http:// or https:// URL"),
+                            .allowing("an absolute http:// or https:// URL (optional only when forward_auth.path is set)"),
                     );
                     None
                 }
                 Some(u) => match parse_upstream(&u) {
-                    Ok(uri) => Some(uri),
+                    Ok(uri) => Some(Some(uri)),
                     Err(why) => {
                         self.push(
                             &key("upstream"),
@@ -952,6 +999,9 @@ impl Validator {
                         None
                     }
                 });
+            let auth = r.auth.unwrap_or_default();
+            let require_claims =
+                self.require_claims(&key("require_claims"), r.require_claims, auth);
             let match_key = (host.clone(), path_prefix.clone());
             if let Some(first) = matches.get(&match_key) {
                 self.push(
@@ -969,16 +1019,91 @@ impl Validator {
                     path_prefix,
                     host,
                     upstream,
-                    auth: r.auth.unwrap_or_default(),
+                    auth,
                     anti_csrf: r.anti_csrf.unwrap_or_default(),
                     session_control: r.session_control.unwrap_or(false),
                     login_redirect,
                     path_params: r.path_params.unwrap_or_default(),
                     case_insensitive: r.case_insensitive.unwrap_or(false),
+                    require_claims,
                 });
             }
         }
         routes
+    }
+
+    /// `routes[N].require_claims`: each claim names a non-empty list of JSON scalars, and
+    /// only on a route that requires a session (a policy cannot be met without one).
+    fn require_claims(
+        &mut self,
+        key: &str,
+        raw: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+        auth: AuthMode,
+    ) -> Vec<ClaimRule> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        if auth != AuthMode::Required && !raw.is_empty() {
+            self.push(
+                key,
+                "needs a session, but the route does not require one",
+                format!(
+                    "auth = \"{}\"",
+                    if auth == AuthMode::Public {
+                        "public"
+                    } else {
+                        "optional"
+                    }
+                ),
+                "require_claims only on routes with auth = \"required\" (the default)",
+            );
+            return Vec::new();
+        }
+        let mut rules = Vec::new();
+        for (claim, value) in raw {
+            let key = format!("{key}.{claim}");
+            const ALLOWED: &str =
+                "a non-empty list of strings, numbers or booleans, e.g. [\"admin\", \"owner\"]";
+            let allowed = match value {
+                serde_json::Value::Array(values) if values.is_empty() => {
+                    self.push(
+                        &key,
+                        "is an empty list (nothing could match)",
+                        "[]",
+                        ALLOWED,
+                    );
+                    continue;
+                }
+                serde_json::Value::Array(values) => values,
+                other => {
+                    self.push(&key, "is not a list", other.to_string(), ALLOWED);
+                    continue;
+                }
+            };
+            if let Some(bad) = allowed
+                .iter()
+                .find(|v| v.is_array() || v.is_object() || v.is_null())
+            {
+                self.push(
+                    &key,
+                    "holds a value that is not a scalar",
+                    bad.to_string(),
+                    ALLOWED,
+                );
+                continue;
+            }
+            if claim.is_empty() {
+                self.push(
+                    &key,
+                    "has an empty claim name",
+                    "\"\"",
+                    "a claim name of the JWT payload",
+                );
+                continue;
+            }
+            rules.push(ClaimRule { claim, allowed });
+        }
+        rules
     }
 }
 

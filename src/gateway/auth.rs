@@ -32,6 +32,7 @@ pub(super) async fn authorise(
         AuthMode::Public | AuthMode::Optional => match authenticate(state, ctx, route, h).await {
             Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
             Auth::Unavailable => return ControlFlow::Break(Err(Reject::StoreUnavailable)),
+            Auth::Forbidden => return ControlFlow::Break(Err(Reject::Forbidden)),
             _ => return ControlFlow::Continue(None),
         },
         AuthMode::Required => authenticate(state, ctx, route, h).await,
@@ -39,6 +40,7 @@ pub(super) async fn authorise(
     ControlFlow::Break(match auth {
         Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
         Auth::Unavailable => Err(Reject::StoreUnavailable),
+        Auth::Forbidden => Err(Reject::Forbidden),
         Auth::TryRefresh if ctx.navigation => Ok(crate::http::pages::refresh_page(
             &state.cfg.tokens.refresh_token.renew_path,
             state.cfg.session.expired_status,
@@ -62,6 +64,8 @@ enum Auth {
     TryRefresh,
     /// Revoked, seen through the blacklist.
     Revoked,
+    /// A valid session that does not meet the route's `require_claims` (`policy.rs`).
+    Forbidden,
     /// The browser has a session but tokens cannot be checked yet (no keys, or the
     /// blacklist has not read the feed): the store has not been reachable since start.
     Unavailable,
@@ -107,6 +111,9 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
     }
     if state.sessions.is_revoked(&claims.sid) {
         return decide(AuthOutcome::Revoked, Auth::Revoked);
+    }
+    if !super::policy::allows(&route.require_claims, &claims.payload) {
+        return decide(AuthOutcome::Forbidden, Auth::Forbidden);
     }
     decide(AuthOutcome::Valid, Auth::Valid(claims))
 }

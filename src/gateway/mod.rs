@@ -6,10 +6,11 @@
 //!    host (400 when missing, duplicated, with userinfo, invalid, or disagreeing with the
 //!    request-target authority), strip spoofed identity headers, normalise the path;
 //! 2. own endpoints: the CORS preflight (`http::cors`), then JWKS, refresh and logout
-//!    (`endpoints.rs`);
+//!    (`endpoints.rs`), and the forward-auth endpoint (`forward_auth.rs`);
 //! 3. route;
 //! 4. authenticate (`auth.rs`) from the access token in memory: no store query, one
-//!    hash-set lookup when blacklisting is on;
+//!    hash-set lookup when blacklisting is on; then the route's `require_claims`
+//!    (`policy.rs`, 403 `forbidden`);
 //! 5. prepare the upstream request with identity and forward it (`upstream.rs`);
 //! 6. session control from the upstream response (`control.rs`);
 //! 7. `finish`, the one exit.
@@ -35,6 +36,8 @@ mod auth;
 mod control;
 mod endpoints;
 pub use endpoints::jwks;
+mod forward_auth;
+mod policy;
 mod upstream;
 
 use std::ops::ControlFlow;
@@ -277,6 +280,10 @@ async fn dispatch(
         return answer;
     }
     let route = route(state, &ctx, had_params, outcome)?;
+    if route.upstream.is_none() {
+        // A route for the forward-auth endpoint only: nothing to forward to.
+        return Err(Reject::NoRoute);
+    }
     let session = match auth::authorise(state, &ctx, route, req.headers()).await {
         ControlFlow::Continue(session) => session,
         ControlFlow::Break(answer) => return answer,
@@ -357,6 +364,10 @@ async fn own_endpoints(
     if logout {
         outcome.route = "logout";
         return Some(endpoints::logout_endpoint(state, ctx, h).await);
+    }
+    if let Some(suffix) = forward_auth::target(state, &ctx.path) {
+        outcome.route = "forward_auth";
+        return Some(forward_auth::verify(state, ctx, h, suffix, had_params, outcome).await);
     }
     None
 }

@@ -37,7 +37,9 @@ pub(super) async fn forward_to(
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let slot = req.extensions_mut().remove::<crate::server::ConnSlot>();
     let (mut parts, incoming) = req.into_parts();
-    let uri = route::join_upstream_uri(&route.upstream, &ctx.path, ctx.query.as_deref())?;
+    // `dispatch` sends only routes with an upstream here.
+    let upstream = route.upstream.as_ref().ok_or(Reject::NoRoute)?;
+    let uri = route::join_upstream_uri(upstream, &ctx.path, ctx.query.as_deref())?;
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h, websocket);
     headers::strip_cookie(h, cookies::REFRESH);

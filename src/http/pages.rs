@@ -28,3 +28,18 @@ if(r.status===200||r.status==={expired}){{location.reload();}}else{{document.get
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
+
+/// A page that sends the browser to `location` (a login page), for answers whose status
+/// cannot be a redirect (the forward-auth endpoint's 401).
+pub fn redirect_page(location: &str) -> String {
+    let escaped = location
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+<meta http-equiv=\"refresh\" content=\"0;url={escaped}\"><title>Sign in</title></head>\
+<body><p><a href=\"{escaped}\">Sign in</a></p></body></html>"
+    )
+}

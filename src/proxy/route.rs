@@ -443,13 +443,14 @@ mod tests {
             name: name.into(),
             path_prefix: prefix.into(),
             host: host.map(str::to_string),
-            upstream: "http://127.0.0.1:1".parse().unwrap(),
+            upstream: Some("http://127.0.0.1:1".parse().unwrap()),
             auth: AuthMode::Required,
             anti_csrf: AntiCsrfMode::NonGet,
             session_control: false,
             login_redirect: None,
             path_params: PathParams::Reject,
             case_insensitive: false,
+            require_claims: Vec::new(),
         }
     }
 

@@ -160,6 +160,18 @@ fn check_config_rejects_what_serve_rejects() {
             "store.url",
         ),
         (
+            "an empty require_claims list that no session could meet",
+            String::new(),
+            "require_claims = { role = [] }",
+            "routes[0].require_claims.role",
+        ),
+        (
+            "a forward-auth endpoint without trusted proxies to answer",
+            "forward_auth.path = \"/.sessiongate/verify\"".into(),
+            "",
+            "forward_auth.path",
+        ),
+        (
             "a cron expression the scheduler refuses",
             "tokens.refresh_token.removal_cron = \"0 0 * * *\"".into(),
             "",

@@ -629,7 +629,7 @@ fn compose_file_matches_the_binary_and_its_configuration() {
         // Every route goes to the app service, on the port it listens on.
         let app_port: u16 = s(&services["app"]["environment"]["PORT"]).parse().unwrap();
         for r in &cfg.routes {
-            let u = &r.upstream;
+            let u = r.upstream.as_ref().expect("deploy routes have upstreams");
             assert_eq!(
                 (u.host(), u.port_u16()),
                 (Some("app"), Some(app_port)),
@@ -810,7 +810,10 @@ fn kubernetes_manifests_match_the_binary_and_each_other() {
             .iter()
             .map(|p| p["port"].as_u64().unwrap())
             .collect();
-        assert_eq!(allowed, [u64::from(r.upstream.port_u16().unwrap())]);
+        assert_eq!(
+            allowed,
+            [u64::from(r.upstream.as_ref().unwrap().port_u16().unwrap())]
+        );
     }
     // The gateway's own policy admits the public port from anywhere and restricts the
     // admin port.

@@ -17,11 +17,14 @@ tokens.refresh_token.renew_path = "/auth/refresh"
 session.logout_path = "/auth/logout"
 cookie.domain = "example.com"
 admin.api_key = "0123456789abcdef0123"
+server.trusted_proxies = ["127.0.0.1/32"]
+forward_auth.path = "/.sessiongate/verify"
 [[routes]]
 name = "app"
 upstream = "http://127.0.0.1:3000"
 host = "app.example.com"
 login_redirect = "/login"
+require_claims = { role = ["admin"] }
 "#;
     let cfg = load_from_str(text).unwrap();
     let mut section = String::new();

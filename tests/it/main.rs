@@ -12,12 +12,14 @@ mod support;
 
 mod admin_api;
 mod browser;
+mod claim_policies;
 mod cli;
 mod config_parity;
 mod connections;
 mod deploy_files;
 mod deployment_edge;
 mod docs;
+mod forward_auth;
 mod fuzz_core;
 mod gateway_flows;
 mod header_props;

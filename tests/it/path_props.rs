@@ -196,13 +196,14 @@ fn route(name: &str, prefix: &str, host: Option<&str>, case_insensitive: bool) -
         name: name.into(),
         path_prefix: prefix.into(),
         host: host.map(str::to_string),
-        upstream: "http://127.0.0.1:1".parse().unwrap(),
+        upstream: Some("http://127.0.0.1:1".parse().unwrap()),
         auth: AuthMode::Required,
         anti_csrf: AntiCsrfMode::NonGet,
         session_control: false,
         login_redirect: None,
         path_params: PathParams::Reject,
         case_insensitive,
+        require_claims: Vec::new(),
     }
 }
 

@@ -122,6 +122,22 @@ impl GatewayToml {
         self
     }
 
+    /// Adds a route called `name` at `prefix` with these `key = value` lines (no upstream
+    /// unless a line names one), before the others, so it is listed first.
+    #[allow(dead_code)] // not every user of this file adds routes
+    pub fn add_route(mut self, name: &'static str, prefix: &'static str, lines: &[&str]) -> Self {
+        let attrs = lines.iter().map(|l| l.to_string()).collect();
+        self.routes.insert(
+            0,
+            Route {
+                name,
+                prefix,
+                attrs,
+            },
+        );
+        self
+    }
+
     /// Adds a `key = value` line to the route called `name`.
     #[allow(dead_code)] // only benches/e2e.rs needs it
     pub fn route_attr(mut self, name: &str, line: &str) -> Self {

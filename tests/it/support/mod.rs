@@ -9,11 +9,13 @@
 //! - `client`: the one HTTP client collecting a `Resp`, the cookie-jar `Browser` and the
 //!   `AdminClient`;
 //! - `process`: the real `sessiongate` binary as a child process;
-//! - `wire`: raw HTTP/1.1 exchanges, head readers and h2c clients.
+//! - `wire`: raw HTTP/1.1 exchanges, head readers and h2c clients;
+//! - `front`: real nginx and Caddy as front proxies (forward auth).
 
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod front;
 pub mod gateway;
 pub mod jar;
 pub mod process;
