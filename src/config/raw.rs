@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{
     AntiCsrfMode, AuthMode, LogFormat, PathParams, SameSite, SigningAlgorithm, TheftAction,
+    TokenTransfer,
 };
 
 /// A configuration enum, read from a string only. Figment would also take an integer as a
@@ -220,4 +221,6 @@ pub struct RawRoute {
     #[serde(default, deserialize_with = "word")]
     pub path_params: Option<PathParams>,
     pub case_insensitive: Option<bool>,
+    #[serde(default, deserialize_with = "word")]
+    pub token_transfer: Option<TokenTransfer>,
 }

@@ -975,6 +975,7 @@ impl Validator {
                     login_redirect,
                     path_params: r.path_params.unwrap_or_default(),
                     case_insensitive: r.case_insensitive.unwrap_or(false),
+                    token_transfer: r.token_transfer.unwrap_or_default(),
                 });
             }
         }

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use super::{clear_session, expired, Ctx};
+use super::header_mode::{self, Bearer};
+use super::{expired, Ctx};
 use crate::body::{self, Body};
-use crate::config::{AuthMode, Route};
+use crate::config::{AuthMode, Route, TokenTransfer};
 use crate::error::{Expiry, Reject};
+use crate::http::bearer;
 use crate::http::cookies::{self, ANTI_CSRF};
 use crate::metrics::AuthOutcome;
 use crate::session::access::{AccessClaims, AccessError};
@@ -49,7 +51,8 @@ pub(super) async fn authorise(
                 (Some(target), true) => login_redirect(target, ctx),
                 _ => expired(state, Expiry::Unauthorised).response(),
             };
-            clear_session(state, resp.headers_mut());
+            let in_headers = header_mode::answers_in_headers(state, route.token_transfer, h).await;
+            header_mode::clear(state, resp.headers_mut(), in_headers);
             Ok(resp)
         }
     })
@@ -72,6 +75,21 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
         state.metrics.auth_decision(outcome);
         auth
     };
+    // The gateway's token in `Authorization: Bearer` wins over cookies and needs no
+    // anti-CSRF token; any other bearer token is the application's (`header_mode`).
+    if bearer::token(h).is_some() && route.token_transfer != TokenTransfer::Cookie {
+        if state.verification_blocker().is_some() {
+            return decide(AuthOutcome::Unavailable, Auth::Unavailable);
+        }
+        match header_mode::access_bearer(state, route.token_transfer, h).await {
+            Bearer::Valid(c) if state.sessions.is_revoked(&c.sid) => {
+                return decide(AuthOutcome::Revoked, Auth::Revoked)
+            }
+            Bearer::Valid(c) => return decide(AuthOutcome::Valid, Auth::Valid(c)),
+            Bearer::Expired => return decide(AuthOutcome::Expired, Auth::TryRefresh),
+            Bearer::Absent | Bearer::Foreign => {}
+        }
+    }
     if cookies::cookie(h, cookies::ID_REFRESH).is_none() {
         return decide(AuthOutcome::NoSession, Auth::NoSession);
     }

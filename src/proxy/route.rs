@@ -450,6 +450,7 @@ mod tests {
             login_redirect: None,
             path_params: PathParams::Reject,
             case_insensitive: false,
+            token_transfer: Default::default(),
         }
     }
 

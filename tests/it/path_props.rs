@@ -203,6 +203,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, case_insensitive: bool) -
         login_redirect: None,
         path_params: PathParams::Reject,
         case_insensitive,
+        token_transfer: Default::default(),
     }
 }
 
