@@ -41,10 +41,13 @@ pub(super) async fn authorise(
     ControlFlow::Break(match auth {
         Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
         Auth::Unavailable => Err(Reject::StoreUnavailable),
-        Auth::TryRefresh if ctx.navigation => Ok(crate::http::pages::refresh_page(
-            &state.cfg.tokens.refresh_token.renew_path,
-            state.cfg.session.expired_status,
-        )),
+        // The refresh page posts cookies; a client sending a bearer token refreshes it itself.
+        Auth::TryRefresh if ctx.navigation && bearer::token(h).is_none() => {
+            Ok(crate::http::pages::refresh_page(
+                &state.cfg.tokens.refresh_token.renew_path,
+                state.cfg.session.expired_status,
+            ))
+        }
         Auth::TryRefresh => Err(expired(state, Expiry::TryRefreshToken)),
         Auth::NoSession | Auth::Revoked => {
             let mut resp = match (&route.login_redirect, ctx.navigation) {

@@ -133,6 +133,17 @@ async fn header_flow(store_url: &str) {
         r.header("st-access-token").is_none(),
         "try_refresh keeps tokens"
     );
+    // Not the cookie refresh page, even for a navigation: the client refreshes its bearer.
+    let auth = format!("Bearer {at}");
+    let r = c
+        .send(
+            Method::GET,
+            "/app/page",
+            &[("authorization", &auth), ("accept", "text/html")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json(), serde_json::json!({"error": "try_refresh_token"}));
 
     let r = c.bearer(Method::POST, "/auth/refresh", &rt).await;
     assert_eq!(r.status, 200, "{}", r.text());
