@@ -167,6 +167,18 @@ async fn header_flow(store_url: &str) {
         1
     );
 
+    // `sessiongate-update-payload` re-issues the access token in its header.
+    let r = c.bearer(Method::GET, "/update?role=admin", &at2).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    assert!(r.header("st-refresh-token").is_none());
+    let at3 = r.header("st-access-token").unwrap();
+    let r = c.bearer(Method::GET, "/api/me", &at3).await;
+    assert_eq!(
+        r.upstream_header("x-jwt-payload").as_deref(),
+        Some(r#"{"role":"admin"}"#)
+    );
+
     let r = c.bearer(Method::POST, "/auth/logout", &at2).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_cleared(&r);
