@@ -349,6 +349,8 @@ pub struct Route {
     pub case_insensitive: bool,
     /// `require_claims`: every rule must hold for the session's JWT payload (empty: none).
     pub require_claims: Vec<ClaimRule>,
+    /// How this route's clients carry their tokens: cookies, headers, or either.
+    pub token_transfer: TokenTransfer,
 }
 
 /// One `routes[].require_claims` entry: the payload claim `claim` must equal one of
@@ -370,6 +372,22 @@ pub enum PathParams {
     Reject,
     /// Forward the path with the parameters removed (the path that was routed).
     Strip,
+}
+
+/// `routes[].token_transfer` (see `gateway::header_mode`): whether the route reads the
+/// gateway's token from `Authorization: Bearer` and issues tokens in response headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenTransfer {
+    /// Cookies, or headers for a request that sends `st-auth-mode: header` or authenticates
+    /// with a gateway token in `Authorization: Bearer`.
+    #[default]
+    Any,
+    /// Cookies only: `Authorization` belongs to the application and is never read or removed.
+    Cookie,
+    /// Like `any`, but sessions created here are issued in headers even without
+    /// `st-auth-mode: header`.
+    Header,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{
     AntiCsrfMode, AuthMode, LogFormat, PathParams, SameSite, SigningAlgorithm, TheftAction,
+    TokenTransfer,
 };
 
 /// A configuration enum, read from a string only. Figment would also take an integer as a
@@ -229,4 +230,6 @@ pub struct RawRoute {
     pub case_insensitive: Option<bool>,
     /// Claim name → allowed values; checked by the validator (non-empty lists of scalars).
     pub require_claims: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    #[serde(default, deserialize_with = "word")]
+    pub token_transfer: Option<TokenTransfer>,
 }

@@ -223,6 +223,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         writeln!(out, "session_control = {}", r.session_control)?;
         writeln!(out, "path_params = {}", word(r.path_params))?;
         writeln!(out, "case_insensitive = {}", r.case_insensitive)?;
+        writeln!(out, "token_transfer = {}", word(r.token_transfer))?;
         if let Some(l) = &r.login_redirect {
             writeln!(out, "login_redirect = {}", q(l))?;
         }

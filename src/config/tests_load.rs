@@ -156,6 +156,7 @@ const ENUM_KEYS: &[(&str, &[&str])] = &[
     ("routes[0].auth", &["required", "optional", "public"]),
     ("routes[0].anti_csrf", &["non_get", "always", "never"]),
     ("routes[0].path_params", &["reject", "strip"]),
+    ("routes[0].token_transfer", &["any", "cookie", "header"]),
 ];
 
 /// `key = value` as TOML: top-level dotted for sections, inside the one route for routes.

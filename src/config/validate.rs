@@ -1026,6 +1026,7 @@ impl Validator {
                     path_params: r.path_params.unwrap_or_default(),
                     case_insensitive: r.case_insensitive.unwrap_or(false),
                     require_claims,
+                    token_transfer: r.token_transfer.unwrap_or_default(),
                 });
             }
         }

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use super::{clear_session, expired, Ctx};
+use super::header_mode::{self, Bearer};
+use super::{expired, Ctx};
 use crate::body::{self, Body};
-use crate::config::{AuthMode, Route};
+use crate::config::{AuthMode, Route, TokenTransfer};
 use crate::error::{Expiry, Reject};
+use crate::http::bearer;
 use crate::http::cookies::{self, ANTI_CSRF};
 use crate::metrics::AuthOutcome;
 use crate::session::access::{AccessClaims, AccessError};
@@ -41,17 +43,21 @@ pub(super) async fn authorise(
         Auth::Valid(c) => return ControlFlow::Continue(Some(c)),
         Auth::Unavailable => Err(Reject::StoreUnavailable),
         Auth::Forbidden => Err(Reject::Forbidden),
-        Auth::TryRefresh if ctx.navigation => Ok(crate::http::pages::refresh_page(
-            &state.cfg.tokens.refresh_token.renew_path,
-            state.cfg.session.expired_status,
-        )),
+        // The refresh page posts cookies; a client sending a bearer token refreshes it itself.
+        Auth::TryRefresh if ctx.navigation && bearer::token(h).is_none() => {
+            Ok(crate::http::pages::refresh_page(
+                &state.cfg.tokens.refresh_token.renew_path,
+                state.cfg.session.expired_status,
+            ))
+        }
         Auth::TryRefresh => Err(expired(state, Expiry::TryRefreshToken)),
         Auth::NoSession | Auth::Revoked => {
             let mut resp = match (&route.login_redirect, ctx.navigation) {
                 (Some(target), true) => login_redirect(target, ctx),
                 _ => expired(state, Expiry::Unauthorised).response(),
             };
-            clear_session(state, resp.headers_mut());
+            let in_headers = header_mode::answers_in_headers(state, route.token_transfer, h).await;
+            header_mode::clear(state, resp.headers_mut(), in_headers);
             Ok(resp)
         }
     })
@@ -76,6 +82,21 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
         state.metrics.auth_decision(outcome);
         auth
     };
+    // The gateway's token in `Authorization: Bearer` wins over cookies and needs no
+    // anti-CSRF token; any other bearer token is the application's (`header_mode`).
+    if bearer::token(h).is_some() && route.token_transfer != TokenTransfer::Cookie {
+        if state.verification_blocker().is_some() {
+            return decide(AuthOutcome::Unavailable, Auth::Unavailable);
+        }
+        match header_mode::access_bearer(state, route.token_transfer, h).await {
+            Bearer::Valid(c) if state.sessions.is_revoked(&c.sid) => {
+                return decide(AuthOutcome::Revoked, Auth::Revoked)
+            }
+            Bearer::Valid(c) => return decide(AuthOutcome::Valid, Auth::Valid(c)),
+            Bearer::Expired => return decide(AuthOutcome::Expired, Auth::TryRefresh),
+            Bearer::Absent | Bearer::Foreign => {}
+        }
+    }
     if cookies::cookie(h, cookies::ID_REFRESH).is_none() {
         return decide(AuthOutcome::NoSession, Auth::NoSession);
     }

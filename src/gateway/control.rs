@@ -3,8 +3,9 @@
 
 use http::{header, HeaderMap, HeaderValue, Response};
 
-use super::{clear_session, expired, session_to_end, set_session};
+use super::{expired, header_mode, session_to_end};
 use crate::body::Body;
+use crate::config::Route;
 use crate::error::{Expiry, Reject};
 use crate::http::cookies;
 use crate::metrics::RevokeReason;
@@ -13,19 +14,25 @@ use crate::session::access::AccessClaims;
 use crate::sessions::{NewSessionRequest, SessionError};
 use crate::state::AppState;
 
-/// The session cookies a request carried, kept for acting on the session after the request
-/// itself has been forwarded.
+/// The session tokens a request carried (the gateway's bearer token, else cookies), kept for
+/// acting on the session after the request itself has been forwarded.
 pub(super) struct Presented {
     pub(super) access_token: Option<String>,
-    /// `sIdRefreshToken` was sent: the browser believes it has a session.
+    /// `sIdRefreshToken` or the gateway's bearer token was sent: the client believes it has
+    /// a session.
     pub(super) browser_session: bool,
+    /// Tokens go back in headers, not cookies (`header_mode`).
+    pub(super) in_headers: bool,
 }
 
 impl Presented {
-    pub(super) fn from(h: &HeaderMap) -> Self {
+    pub(super) async fn read(state: &AppState, route: &Route, h: &HeaderMap) -> Self {
+        let own = header_mode::own_access_token(state, route.token_transfer, h).await;
         Self {
-            access_token: cookies::cookie(h, cookies::ACCESS).map(|t| t.into_owned()),
-            browser_session: cookies::cookie(h, cookies::ID_REFRESH).is_some(),
+            browser_session: own.is_some() || cookies::cookie(h, cookies::ID_REFRESH).is_some(),
+            in_headers: header_mode::answers_in_headers(state, route.token_transfer, h).await,
+            access_token: own
+                .or_else(|| cookies::cookie(h, cookies::ACCESS).map(|t| t.into_owned())),
         }
     }
 }
@@ -139,11 +146,11 @@ pub(super) async fn apply(
                     .await?;
             }
         }
-        clear_session(state, resp.headers_mut());
+        header_mode::clear(state, resp.headers_mut(), presented.in_headers);
     }
     if let Some(c) = create {
         let issued = state.sessions.create(c).await.map_err(upstream_caused)?;
-        set_session(state, resp.headers_mut(), &issued);
+        header_mode::issue(state, resp.headers_mut(), &issued, presented.in_headers);
     } else if let Some(payload) = update {
         let Some(c) = session else {
             return Err(bad(
@@ -156,6 +163,9 @@ pub(super) async fn apply(
             .await
             .map_err(upstream_caused)?
         {
+            if header_mode::reissue_access(resp.headers_mut(), &token, presented.in_headers) {
+                return Ok(());
+            }
             let now = state.clock.now_ms();
             resp.headers_mut().append(
                 header::SET_COOKIE,

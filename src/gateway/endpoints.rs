@@ -2,10 +2,10 @@
 
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::{clear_session, expired, origin_allowed, session_to_end, set_session, Ctx};
+use super::{expired, header_mode, origin_allowed, session_to_end, Ctx};
 use crate::body::Body;
 use crate::error::{json_response, Expiry, Reject};
-use crate::http::cookies;
+use crate::http::{bearer, cookies};
 use crate::metrics::RevokeReason;
 use crate::sessions::RefreshResult;
 use crate::state::AppState;
@@ -48,18 +48,23 @@ pub(super) fn post_from_allowed_origin(
 }
 
 /// `POST` on the renew path: rotates the refresh token (`Sessions::refresh` counts the
-/// outcome and acts on a theft) and answers with new cookies, or refuses with clearing ones.
+/// outcome and acts on a theft) and answers with new tokens, or refuses clearing them. The
+/// refresh token is `Authorization: Bearer`'s when one is sent (the answer then carries the
+/// tokens in headers), else the cookie's; the same rules apply to both.
 pub(super) async fn refresh_endpoint(
     state: &AppState,
     ctx: &Ctx,
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
+    let in_headers = bearer::token(h).is_some();
     let presented = match (
+        bearer::token(h),
         cookies::cookie(h, cookies::REFRESH),
         cookies::cookie(h, cookies::ID_REFRESH),
     ) {
-        (Some(rt), Some(_)) => Some(rt),
+        (Some(rt), _, _) => Some(rt.into()),
+        (None, Some(rt), Some(_)) => Some(rt),
         _ => None,
     };
     let (mut resp, session) = match state.sessions.refresh(presented.as_deref()).await? {
@@ -74,8 +79,8 @@ pub(super) async fn refresh_endpoint(
         | RefreshResult::Refused(_) => (expired(state, Expiry::Unauthorised).response(), None),
     };
     match session {
-        Some(session) => set_session(state, resp.headers_mut(), &session),
-        None => clear_session(state, resp.headers_mut()),
+        Some(session) => header_mode::issue(state, resp.headers_mut(), &session, in_headers),
+        None => header_mode::clear(state, resp.headers_mut(), in_headers),
     }
     Ok(resp)
 }
@@ -91,13 +96,23 @@ pub(super) async fn logout_endpoint(
         return Err(Reject::StoreUnavailable);
     }
     // The session to end: from a genuine access token (an expired one too: the browser does
-    // not send `sRefreshToken` here), else from a genuine refresh token.
-    let access = cookies::cookie(h, cookies::ACCESS);
+    // not send `sRefreshToken` here), else from a genuine refresh token. A client in header
+    // mode sends either token as `Authorization: Bearer`, and is answered in headers.
+    let bearer = bearer::token(h);
+    let in_headers = bearer.is_some();
+    let access = match bearer {
+        Some(t) => Some(t.into()),
+        None => cookies::cookie(h, cookies::ACCESS),
+    };
     let mut handle = session_to_end(state, access.as_deref())
         .await
         .map(|(handle, _)| handle);
     if handle.is_none() {
-        if let Some(rt) = cookies::cookie(h, cookies::REFRESH) {
+        let refresh = match bearer {
+            Some(t) => Some(t.into()),
+            None => cookies::cookie(h, cookies::REFRESH),
+        };
+        if let Some(rt) = refresh {
             handle = state.sessions.refresh_token_handle(&rt);
         }
     }
@@ -108,12 +123,12 @@ pub(super) async fn logout_endpoint(
         // The browser has a session but nothing here names it (no access token, a forged
         // one, or its key is gone): have the SDK refresh and retry, rather than answer 200
         // and leave the refresh token alive. Cookies stay for the refresh.
-        None if cookies::cookie(h, cookies::ID_REFRESH).is_some() => {
+        None if in_headers || cookies::cookie(h, cookies::ID_REFRESH).is_some() => {
             return Err(expired(state, Expiry::TryRefreshToken));
         }
         None => {}
     }
     let mut resp = json_response(StatusCode::OK, &serde_json::json!({}));
-    clear_session(state, resp.headers_mut());
+    header_mode::clear(state, resp.headers_mut(), in_headers);
     Ok(resp)
 }

@@ -38,6 +38,7 @@ mod endpoints;
 pub use endpoints::jwks;
 mod forward_auth;
 mod policy;
+mod header_mode;
 mod upstream;
 
 use std::ops::ControlFlow;
@@ -289,9 +290,11 @@ async fn dispatch(
         ControlFlow::Break(answer) => return answer,
     };
     outcome.user_id = session.as_ref().map(|c| c.sub.clone());
-    let presented = route
-        .session_control
-        .then(|| control::Presented::from(req.headers()));
+    let presented = match route.session_control {
+        true => Some(control::Presented::read(state, route, req.headers()).await),
+        false => None,
+    };
+    header_mode::strip_own_bearer(state, route.token_transfer, req.headers_mut()).await;
     let mut resp =
         upstream::forward_to(state, &ctx, route, req, session.as_deref(), outcome).await?;
     // The `sessiongate-*` headers never reach the browser; only a session-control route acts

@@ -17,8 +17,9 @@ pub const ID_REFRESH: &str = "sIdRefreshToken";
 pub const ANTI_CSRF: &str = "anti-csrf";
 /// The response header carrying the id-refresh value (or `remove`).
 pub const ID_REFRESH_HEADER: &str = "id-refresh-token";
-/// `Access-Control-Expose-Headers` for the two session headers above.
-pub const EXPOSE: &str = "id-refresh-token, anti-csrf";
+/// `Access-Control-Expose-Headers` for the two session headers above and the token headers
+/// of `http::bearer`.
+pub const EXPOSE: &str = "id-refresh-token, anti-csrf, st-access-token, st-refresh-token";
 
 /// The first cookie called `name` across all `Cookie` headers, percent-decoded.
 /// Borrows from the header when the value has no percent-escapes (the usual case).

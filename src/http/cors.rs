@@ -51,7 +51,7 @@ pub fn preflight(origin: &str) -> Response<Body> {
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static(
-            "anti-csrf, supertokens-sdk-name, supertokens-sdk-version, content-type, authorization",
+            "anti-csrf, supertokens-sdk-name, supertokens-sdk-version, content-type, authorization, st-auth-mode",
         ),
     );
     h.insert(

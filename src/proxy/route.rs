@@ -451,6 +451,7 @@ mod tests {
             path_params: PathParams::Reject,
             case_insensitive: false,
             require_claims: Vec::new(),
+            token_transfer: Default::default(),
         }
     }
 

@@ -51,7 +51,7 @@ async fn full_flow(store_url: &str) {
     assert!(idr.contains(';'), "{idr}");
     assert_eq!(
         login.header("access-control-expose-headers").unwrap(),
-        "id-refresh-token, anti-csrf"
+        "id-refresh-token, anti-csrf, st-access-token, st-refresh-token"
     );
     assert!(
         login.header("sessiongate-create").is_none(),

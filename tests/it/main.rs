@@ -24,6 +24,7 @@ mod fuzz_core;
 mod gateway_flows;
 mod header_props;
 mod header_security;
+mod header_tokens;
 mod idle_memory;
 mod keys;
 mod layering;

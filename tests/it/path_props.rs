@@ -204,6 +204,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, case_insensitive: bool) -
         path_params: PathParams::Reject,
         case_insensitive,
         require_claims: Vec::new(),
+        token_transfer: Default::default(),
     }
 }
 
