@@ -19,6 +19,9 @@ pub mod reload;
 mod render;
 pub mod validate;
 
+pub use security::{Bucket, EventsConfig, RateLimitsConfig, Webhook};
+mod security;
+
 pub use load::{
     config_path, load, load_from_str, load_with_env, read_secret_file, ConfigError, ConfigProblem,
     ConfigSource,
@@ -41,6 +44,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
     pub routes: Vec<Route>,
+    pub events: EventsConfig,
+    pub rate_limits: RateLimitsConfig,
 }
 
 #[derive(Clone, Debug)]

@@ -105,6 +105,7 @@ pub(super) async fn apply(
     presented: &Presented,
     control: Control,
     resp: &mut Response<Body>,
+    client: std::net::IpAddr,
 ) -> Result<(), Reject> {
     let bad = |what: &str| Reject::BadSessionControl(what.to_string());
     let Control {
@@ -142,6 +143,9 @@ pub(super) async fn apply(
         clear_session(state, resp.headers_mut());
     }
     if let Some(c) = create {
+        state
+            .rate_limits
+            .check(crate::ratelimit::Endpoint::SessionCreate, client)?;
         let issued = state.sessions.create(c).await.map_err(upstream_caused)?;
         set_session(state, resp.headers_mut(), &issued);
     } else if let Some(payload) = update {

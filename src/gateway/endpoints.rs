@@ -7,6 +7,7 @@ use crate::body::Body;
 use crate::error::{json_response, Expiry, Reject};
 use crate::http::cookies;
 use crate::metrics::RevokeReason;
+use crate::ratelimit::Endpoint;
 use crate::sessions::RefreshResult;
 use crate::state::AppState;
 
@@ -55,6 +56,9 @@ pub(super) async fn refresh_endpoint(
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
+    state
+        .rate_limits
+        .check(Endpoint::Refresh, ctx.edge.client)?;
     let presented = match (
         cookies::cookie(h, cookies::REFRESH),
         cookies::cookie(h, cookies::ID_REFRESH),
@@ -86,6 +90,7 @@ pub(super) async fn logout_endpoint(
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
+    state.rate_limits.check(Endpoint::Logout, ctx.edge.client)?;
     // Without keys no token can be read, and ending a session needs the store anyway.
     if !state.sessions.keys().is_loaded() {
         return Err(Reject::StoreUnavailable);
