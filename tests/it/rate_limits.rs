@@ -74,6 +74,12 @@ async fn a_burst_is_cut_with_429_retry_after_and_counted() {
     // The refused refresh rotated nothing: the session still works.
     assert_eq!(b.get("/api/still-in").await.status, 200);
     assert_eq!(limited(&gw, "refresh"), 1);
+    println!(
+        "burst cut: {} retry-after: {retry} body: {}\nsessiongate_rate_limited_total{{endpoint=\"refresh\"}} {}",
+        cut.status,
+        cut.text(),
+        limited(&gw, "refresh")
+    );
 
     // Logout has its own bucket: the first goes through, the second is cut.
     assert_eq!(b.post("/auth/logout").await.status, 200);
