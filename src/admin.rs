@@ -30,10 +30,36 @@ use subtle::ConstantTimeEq;
 
 use crate::body::{self, Body};
 use crate::error::{json_response, Reject};
+use crate::events::{Event, Origin};
 use crate::metrics::RevokeReason;
+use crate::server::Peer;
 use crate::state::AppState;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// [`handle`] for a request from `peer`: a `/v1` call is a security event (`admin.call`), and
+/// the events it causes carry the peer's address.
+pub async fn handle_from(state: AppState, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    let v1 = req.uri().path().starts_with("/v1/");
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let origin = Origin {
+        client_ip: peer.addr.ip(),
+        request_id: None,
+    };
+    let events = state.sessions.events().clone();
+    crate::events::scope(origin, async move {
+        let resp = handle(state, req).await;
+        if v1 {
+            events.emit(Event::AdminCall {
+                method: method.as_str(),
+                path: &path,
+                status: resp.status().as_u16(),
+            });
+        }
+        resp
+    })
+    .await
+}
 
 pub async fn handle(state: AppState, req: Request<Incoming>) -> Response<Body> {
     let head = req.method() == Method::HEAD;
@@ -229,6 +255,10 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
         (Method::POST, ["keys", "rotate"]) => {
             let kid = sessions.keys().force_rotate().await?;
             state.metrics.key_rotations_total.inc();
+            sessions.events().emit(Event::KeyRotated {
+                kid: &kid,
+                scheduled: false,
+            });
             ok(serde_json::json!({ "kid": kid }))
         }
         (Method::POST, ["jobs", "purge"]) => {

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use crate::blacklist::Blacklist;
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
+use crate::events::Events;
 use crate::jobs::Jobs;
 use crate::keys::{KeyCache, KeyPolicy};
 use crate::logging::LogLevel;
@@ -130,6 +131,7 @@ pub async fn start_on(
         true => sessions,
         false => sessions.with_store_runtime(tokio::runtime::Handle::current()),
     };
+    let sessions = sessions.with_events(Events::start(&cfg.events, metrics.clone(), clock.clone()));
     let tls = match &cfg.server.tls {
         Some(t) => Some(TlsSwap::load(&t.cert, &t.key)?),
         None => None,
@@ -205,7 +207,7 @@ pub async fn start_on(
         },
         None,
         None,
-        move |req, _| crate::admin::handle(lv.current(), req),
+        move |req, peer| crate::admin::handle_from(lv.current(), req, peer),
         wait_stop(admin_stop_rx),
     ));
     let st = state.clone();

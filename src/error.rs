@@ -96,6 +96,9 @@ pub enum Reject {
     NotFound(String),
     #[error("not ready: {0}")]
     NotReady(String),
+    /// A `[rate_limits]` bucket of the client's address is empty; retry after the seconds.
+    #[error("too many requests from this address; retry in {0} s")]
+    RateLimited(u64),
 }
 
 /// Seconds a client should wait before retrying when the store is down.
@@ -121,6 +124,7 @@ impl Reject {
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reject::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Reject::AdminUnauthorised(_) => StatusCode::UNAUTHORIZED,
+            Reject::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -145,6 +149,7 @@ impl Reject {
             Reject::AdminUnauthorised(_) => "unauthorized",
             Reject::AdminForbidden(_) => "forbidden",
             Reject::NotReady(_) => "not_ready",
+            Reject::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -171,6 +176,10 @@ impl Reject {
             Reject::MethodNotAllowed(allow) => {
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Reject::RateLimited(secs) => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             _ => {}
         }
@@ -298,6 +307,9 @@ mod tests {
         check(Reject::MethodNotAllowed("POST"), 405);
         check(Reject::NotImplemented("x".into()), 501);
         check(Reject::RequestTimeout, 408);
+        check(Reject::RateLimited(3), 429);
+        let r = Reject::RateLimited(3).response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
     }
 
     #[test]

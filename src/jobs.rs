@@ -77,7 +77,13 @@ pub async fn rotate_keys_once(state: &AppState) {
         Ok(created) => {
             if let Some(kid) = created {
                 state.metrics.key_rotations_total.inc();
-                tracing::info!(kid = %kid, "signing key rotated");
+                state
+                    .sessions
+                    .events()
+                    .emit(crate::events::Event::KeyRotated {
+                        kid: &kid,
+                        scheduled: true,
+                    });
             }
             record(state, JobName::KeyRotation, started, true);
         }

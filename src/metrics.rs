@@ -126,6 +126,26 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// `rate_limited_total{endpoint}`: which client-address bucket refused a request.
+    RateLimitedEndpoint {
+        Refresh => "refresh",
+        Logout => "logout",
+        SessionCreate => "session_create",
+        ForwardAuth => "forward_auth",
+    }
+}
+
+label_enum! {
+    /// `events_dropped_total{reason}`: why a security event never reached the webhook queue.
+    EventDropReason {
+        /// The queue (`events.queue_capacity`) was full.
+        QueueFull => "queue_full",
+        /// The webhook worker had stopped (shutdown).
+        Closed => "closed",
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -155,6 +175,14 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// Forward-auth answers by route (`unmatched` before a route is known) and decision.
     pub forward_auth_total: IntCounterVec,
+    /// Requests refused by a `[rate_limits]` bucket, by endpoint.
+    pub rate_limited_total: IntCounterVec,
+    /// Security events not queued for the webhook, by reason.
+    pub events_dropped_total: IntCounterVec,
+    /// Security events the webhook accepted (2xx).
+    pub events_delivered_total: IntCounter,
+    /// Security events given up on after `events.max_retries` retries.
+    pub events_failed_total: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -306,6 +334,28 @@ impl Metrics {
                 "Configuration reloads, by result (ok, error)",
                 &["result"],
             ),
+            rate_limited_total: counter_vec(
+                &r,
+                "rate_limited_total",
+                "Requests refused with 429 by a per-client-address rate limit, by endpoint",
+                &["endpoint"],
+            ),
+            events_dropped_total: counter_vec(
+                &r,
+                "events_dropped_total",
+                "Security events not queued for the webhook, by reason",
+                &["reason"],
+            ),
+            events_delivered_total: counter(
+                &r,
+                "events_delivered_total",
+                "Security events delivered to the webhook",
+            ),
+            events_failed_total: counter(
+                &r,
+                "events_failed_total",
+                "Security events the webhook did not accept after every retry",
+            ),
             registry: r,
         };
         // Both results are exported from the start, at 0.
@@ -361,6 +411,18 @@ impl Metrics {
     pub fn config_reload(&self, result: ReloadResult) {
         self.config_reloads_total
             .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    pub fn rate_limited(&self, endpoint: RateLimitedEndpoint) {
+        self.rate_limited_total
+            .with_label_values(&[endpoint.as_str()])
+            .inc();
+    }
+
+    pub fn event_dropped(&self, reason: EventDropReason) {
+        self.events_dropped_total
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 
@@ -434,6 +496,17 @@ mod tests {
                 .map(|o| o.as_str())
                 .collect(),
             &["allowed", "unauthenticated", "forbidden", "refused"],
+        );
+        check(
+            RateLimitedEndpoint::ALL
+                .iter()
+                .map(|o| o.as_str())
+                .collect(),
+            &["refresh", "logout", "session_create", "forward_auth"],
+        );
+        check(
+            EventDropReason::ALL.iter().map(|o| o.as_str()).collect(),
+            &["queue_full", "closed"],
         );
     }
 }

@@ -27,6 +27,7 @@ use rand::RngCore;
 use crate::blacklist::Blacklist;
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, TheftAction};
+use crate::events::{Event, Events};
 use crate::keys::{KeyCache, KeyCacheError, KeyError};
 use crate::metrics::{Metrics, RefreshLabel, RevokeReason};
 use crate::session::access::{self, AccessClaims, AccessError};
@@ -299,6 +300,8 @@ pub struct Sessions<S> {
     metrics: Metrics,
     /// Where store operations asked for on a core thread run (`on_store`); `None`: in place.
     store_runtime: Option<tokio::runtime::Handle>,
+    /// Security events (theft, revocations); logged only unless [`Sessions::with_events`].
+    events: Events,
 }
 
 impl<S> Clone for Sessions<S> {
@@ -312,6 +315,7 @@ impl<S> Clone for Sessions<S> {
             blacklist: self.blacklist.clone(),
             metrics: self.metrics.clone(),
             store_runtime: self.store_runtime.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -399,9 +403,10 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
             store,
             keys,
             settings,
-            clock,
             verified: Arc::default(),
             blacklist,
+            events: Events::log_only(clock.clone()),
+            clock,
             metrics,
             store_runtime: None,
         }
@@ -565,7 +570,11 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
                     self.metrics.token_theft_total.inc();
                     self.metrics.revoked(RevokeReason::Theft, revoked);
                     self.blacklist_now([handle.as_str()]);
-                    tracing::warn!(session_handle = %handle, user_id = %user_id, revoked, "refresh token theft detected; session revoked");
+                    self.events.emit(Event::TheftDetected {
+                        session_handle: &handle,
+                        user_id: &user_id,
+                        revoked,
+                    });
                     RefreshResult::Theft
                 }
                 RefreshOutcome::Unauthorised(r) => RefreshResult::Refused(r),
@@ -742,6 +751,12 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
             .await?;
         if revoked {
             self.metrics.revoked(reason, 1);
+            self.events.emit(Event::SessionRevoked {
+                session_handle: Some(handle),
+                user_id: None,
+                reason,
+                revoked: 1,
+            });
         }
         self.blacklist_now([handle]);
         Ok(revoked)
@@ -765,6 +780,14 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
             .on_store(move |s| async move { s.revoke_user_sessions(&owned, now).await })
             .await?;
         self.metrics.revoked(reason, n);
+        if n > 0 {
+            self.events.emit(Event::SessionRevoked {
+                session_handle: None,
+                user_id: Some(user_id),
+                reason,
+                revoked: n,
+            });
+        }
         self.blacklist_now(handles.iter().map(String::as_str));
         Ok(n)
     }
@@ -775,6 +798,17 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
     pub fn with_store_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
         self.store_runtime = Some(runtime);
         self
+    }
+
+    /// Security events go to `events` (its webhook, when configured) as well as the log.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Where this process's security events go (the rotation job and the admin API emit too).
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// Runs a store operation on the store's runtime (the process's main runtime, set with

@@ -25,6 +25,7 @@ use crate::http::cookies::CookieSettings;
 use crate::metrics::Metrics;
 use crate::proxy::forward::Upstream;
 use crate::proxy::route::Router;
+use crate::ratelimit::RateLimits;
 use crate::sessions::Sessions;
 use crate::store::{AnyStore, Guarded};
 
@@ -42,6 +43,8 @@ pub struct Inner {
     pub cookies: CookieSettings,
     pub upstream: Upstream,
     pub clock: Clock,
+    /// Per-client-address buckets (`[rate_limits]`); shared by every generation.
+    pub rate_limits: Arc<RateLimits>,
     /// Shared by every generation.
     draining: Arc<AtomicBool>,
 }
@@ -62,6 +65,7 @@ impl AppState {
             &cfg.tokens.refresh_token.renew_path,
         );
         let upstream = Upstream::new(cfg.server.upstream_timeout, cfg.server.cores());
+        let rate_limits = Arc::new(RateLimits::new(&cfg.rate_limits, metrics.clone()));
         Self(Arc::new(Inner {
             cfg,
             router,
@@ -70,6 +74,7 @@ impl AppState {
             cookies,
             upstream,
             clock,
+            rate_limits,
             draining: Arc::new(AtomicBool::new(false)),
         }))
     }
@@ -98,6 +103,7 @@ impl AppState {
             cookies,
             upstream,
             clock: self.clock.clone(),
+            rate_limits: self.rate_limits.clone(),
             draining: self.draining.clone(),
         }))
     }

@@ -36,7 +36,7 @@ pub const CONFIG_PATH_ENV: &str = "SESSIONGATE_CONFIG";
 pub const ENV_PREFIX: &str = "SESSIONGATE_";
 /// The top-level sections of the configuration ([`RawConfig`]'s fields). Only a
 /// `SESSIONGATE_…` variable that names one of them (see [`env_override`]) is an override.
-pub const SECTIONS: [&str; 11] = [
+pub const SECTIONS: [&str; 13] = [
     "server",
     "store",
     "tokens",
@@ -48,6 +48,8 @@ pub const SECTIONS: [&str; 11] = [
     "logging",
     "forward_auth",
     "routes",
+    "events",
+    "rate_limits",
 ];
 
 /// What a `SESSIONGATE_…` environment variable is to the loader.
@@ -654,4 +656,39 @@ fn check_files(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>, unusable:
             }
         }
     }
+    read_webhook_secret(raw, problems);
+}
+
+/// The shortest webhook signing secret accepted, in bytes.
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
+
+/// Reads `events.webhook_secret_file` into the raw form; on failure the file is forgotten
+/// (so the validator does not report it again) and the problem reported here.
+fn read_webhook_secret(raw: &mut RawConfig, problems: &mut Vec<ConfigProblem>) {
+    let Some(events) = raw.events.as_mut() else {
+        return;
+    };
+    let Some(file) = events.webhook_secret_file.clone() else {
+        return;
+    };
+    let problem = match read_secret_file(Path::new(&file)) {
+        Ok(bytes) if bytes.len() >= MIN_WEBHOOK_SECRET_BYTES => {
+            let placeholder = std::str::from_utf8(&bytes)
+                .is_ok_and(crate::config::validate::is_shipped_placeholder);
+            if !placeholder {
+                events.secret_from_file = Some(bytes);
+                return;
+            }
+            "key file holds a shipped placeholder".to_string()
+        }
+        Ok(bytes) => format!("key file holds {} bytes", bytes.len()),
+        Err(e) => format!("cannot read key file: {e}"),
+    };
+    events.webhook_secret_file = None;
+    problems.push(ConfigProblem::new(
+        "events.webhook_secret_file",
+        problem,
+        format!("{file:?}"),
+        format!("a readable file holding at least {MIN_WEBHOOK_SECRET_BYTES} bytes of secret"),
+    ));
 }

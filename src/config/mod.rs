@@ -19,6 +19,9 @@ pub mod reload;
 mod render;
 pub mod validate;
 
+pub use security::{Bucket, EventsConfig, RateLimitsConfig, Webhook};
+mod security;
+
 pub use load::{
     config_path, load, load_from_str, load_with_env, read_secret_file, ConfigError, ConfigProblem,
     ConfigSource,
@@ -42,6 +45,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub forward_auth: ForwardAuthConfig,
     pub routes: Vec<Route>,
+    pub events: EventsConfig,
+    pub rate_limits: RateLimitsConfig,
 }
 
 /// `[forward_auth]`: the endpoint front proxies (nginx `auth_request`, Caddy `forward_auth`,

@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub logging: Option<RawLogging>,
     pub forward_auth: Option<RawForwardAuth>,
     pub routes: Option<Vec<RawRoute>>,
+    pub events: Option<RawEvents>,
+    pub rate_limits: Option<RawRateLimits>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -232,4 +234,51 @@ pub struct RawRoute {
     pub require_claims: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     #[serde(default, deserialize_with = "word")]
     pub token_transfer: Option<TokenTransfer>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub webhook_url: Option<String>,
+    pub webhook_secret_file: Option<String>,
+    pub queue_capacity: Option<i64>,
+    pub max_retries: Option<i64>,
+    pub retry_base_ms: Option<i64>,
+    /// The key held by `webhook_secret_file`, filled in by the loader (never from TOML).
+    #[serde(skip)]
+    pub secret_from_file: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RawEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawEvents")
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_secret_file", &self.webhook_secret_file)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base_ms", &self.retry_base_ms)
+            .field(
+                "secret_from_file",
+                &self.secret_from_file.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub enabled: Option<bool>,
+    pub max_addresses: Option<i64>,
+    pub refresh: Option<RawBucket>,
+    pub logout: Option<RawBucket>,
+    pub session_create: Option<RawBucket>,
+    pub forward_auth: Option<RawBucket>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBucket {
+    pub per_minute: Option<i64>,
+    pub burst: Option<i64>,
 }

@@ -27,6 +27,8 @@
 //! - `identity.*`: renaming identity headers live would open a window in which an upstream
 //!   still trusts the old name while the gateway no longer strips it from clients.
 //! - `logging.format`: the log writer is installed once (the level is live).
+//! - `events.*`: the event queue and its webhook worker are started once, with the process.
+//! - `rate_limits.*`: the buckets are process-scoped (a reload must not refill them).
 
 use super::Config;
 
@@ -149,6 +151,12 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.logging.format != new.logging.format {
         changed.push("logging.format");
     }
+    if old.events != new.events {
+        changed.push("events");
+    }
+    if old.rate_limits != new.rate_limits {
+        changed.push("rate_limits");
+    }
     changed
 }
 
@@ -174,6 +182,8 @@ pub fn apply_live(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
     next.session.theft_action = old.session.theft_action;
     next.identity = old.identity.clone();
     next.logging.format = old.logging.format;
+    next.events = old.events.clone();
+    next.rate_limits = old.rate_limits.clone();
     (next, changed)
 }
 
@@ -345,6 +355,8 @@ upstream = "http://127.0.0.1:9000"
             },
             &["logging.format"],
         );
+        check(|c| c.events.max_retries += 1, &["events"]);
+        check(|c| c.rate_limits.enabled ^= true, &["rate_limits"]);
         check(
             |c| {
                 c.server.listen = "127.0.0.1:1".parse().unwrap();

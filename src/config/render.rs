@@ -206,6 +206,7 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         Some(p) => writeln!(out, "path = {}", q(p))?,
         None => writeln!(out, "# path unset: no forward-auth endpoint")?,
     }
+    write_security(out, &c.events, &c.rate_limits)?;
 
     for r in &c.routes {
         writeln!(out, "\n[[routes]]")?;
@@ -238,6 +239,55 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
                 .collect();
             writeln!(out, "require_claims = {{ {} }}", rules.join(", "))?;
         }
+    }
+    Ok(())
+}
+
+fn write_security(out: &mut String, e: &EventsConfig, r: &RateLimitsConfig) -> std::fmt::Result {
+    writeln!(out, "\n[events]")?;
+    match &e.webhook {
+        Some(w) => {
+            writeln!(out, "webhook_url = {}", q(&w.url.to_string()))?;
+            match &w.secret {
+                Some(f) => writeln!(
+                    out,
+                    "webhook_secret_file = {}",
+                    q(&f.path.display().to_string())
+                )?,
+                None => writeln!(out, "# webhook_secret_file unset: events are not signed")?,
+            }
+        }
+        None => writeln!(out, "# webhook_url unset: events are only logged")?,
+    }
+    int(out, &int_keys::EVENTS_QUEUE_CAPACITY, e.queue_capacity)?;
+    int(out, &int_keys::EVENTS_MAX_RETRIES, e.max_retries)?;
+    int(
+        out,
+        &int_keys::EVENTS_RETRY_BASE_MS,
+        e.retry_base.as_millis(),
+    )?;
+
+    writeln!(out, "\n[rate_limits]")?;
+    writeln!(out, "enabled = {}", r.enabled)?;
+    int(out, &int_keys::RATE_LIMITS_MAX_ADDRESSES, r.max_addresses)?;
+    use int_keys::*;
+    for (name, b, keys) in [
+        ("refresh", r.refresh, [REFRESH_PER_MINUTE, REFRESH_BURST]),
+        ("logout", r.logout, [LOGOUT_PER_MINUTE, LOGOUT_BURST]),
+        (
+            "session_create",
+            r.session_create,
+            [SESSION_CREATE_PER_MINUTE, SESSION_CREATE_BURST],
+        ),
+        (
+            "forward_auth",
+            r.forward_auth,
+            [FORWARD_AUTH_PER_MINUTE, FORWARD_AUTH_BURST],
+        ),
+    ] {
+        writeln!(out, "\n[rate_limits.{name}]")?;
+        int(out, &keys[0], b.per_minute)?;
+        int(out, &keys[1], b.burst)?;
     }
     Ok(())
 }

@@ -15,6 +15,8 @@ use super::problem::{ConfigError, ConfigProblem};
 use super::raw::*;
 use super::*;
 
+mod security;
+
 /// Default values of the keys that are not integers (those are in [`int_keys`]).
 pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -87,6 +89,18 @@ pub mod int_keys {
     pub const UPDATE_INTERVAL_HOURS: IntKey = key("tokens.access_token.signing_key.update_interval_hours", 24, 1, 720, Hours);
     pub const REFRESH_VALIDITY_HOURS: IntKey = key("tokens.refresh_token.validity_hours", 2400, 1, 8760, Hours);
     pub const REUSE_GRACE_SECS: IntKey = key("tokens.refresh_token.reuse_grace_secs", 30, 0, 300, Seconds);
+    pub const EVENTS_QUEUE_CAPACITY: IntKey = key("events.queue_capacity", 1024, 1, 1_000_000, Count);
+    pub const EVENTS_MAX_RETRIES: IntKey = key("events.max_retries", 5, 0, 20, Count);
+    pub const EVENTS_RETRY_BASE_MS: IntKey = key("events.retry_base_ms", 500, 10, 60_000, Count);
+    pub const RATE_LIMITS_MAX_ADDRESSES: IntKey = key("rate_limits.max_addresses", 100_000, 100, 10_000_000, Count);
+    pub const REFRESH_PER_MINUTE: IntKey = key("rate_limits.refresh.per_minute", 60, 1, 1_000_000, Count);
+    pub const REFRESH_BURST: IntKey = key("rate_limits.refresh.burst", 60, 1, 1_000_000, Count);
+    pub const LOGOUT_PER_MINUTE: IntKey = key("rate_limits.logout.per_minute", 30, 1, 1_000_000, Count);
+    pub const LOGOUT_BURST: IntKey = key("rate_limits.logout.burst", 30, 1, 1_000_000, Count);
+    pub const SESSION_CREATE_PER_MINUTE: IntKey = key("rate_limits.session_create.per_minute", 30, 1, 1_000_000, Count);
+    pub const SESSION_CREATE_BURST: IntKey = key("rate_limits.session_create.burst", 30, 1, 1_000_000, Count);
+    pub const FORWARD_AUTH_PER_MINUTE: IntKey = key("rate_limits.forward_auth.per_minute", 600, 1, 1_000_000, Count);
+    pub const FORWARD_AUTH_BURST: IntKey = key("rate_limits.forward_auth.burst", 600, 1, 1_000_000, Count);
 
     /// The whole table.
     pub const ALL: &[IntKey] = &[
@@ -103,6 +117,18 @@ pub mod int_keys {
         UPDATE_INTERVAL_HOURS,
         REFRESH_VALIDITY_HOURS,
         REUSE_GRACE_SECS,
+        EVENTS_QUEUE_CAPACITY,
+        EVENTS_MAX_RETRIES,
+        EVENTS_RETRY_BASE_MS,
+        RATE_LIMITS_MAX_ADDRESSES,
+        REFRESH_PER_MINUTE,
+        REFRESH_BURST,
+        LOGOUT_PER_MINUTE,
+        LOGOUT_BURST,
+        SESSION_CREATE_PER_MINUTE,
+        SESSION_CREATE_BURST,
+        FORWARD_AUTH_PER_MINUTE,
+        FORWARD_AUTH_BURST,
     ];
 }
 
@@ -272,6 +298,8 @@ impl Validator {
             &session,
         );
         let routes = self.routes(raw.routes, forward_auth.path.is_some());
+        let events = self.events(raw.events.unwrap_or_default());
+        let rate_limits = self.rate_limits(raw.rate_limits.unwrap_or_default());
 
         if let Some(logout) = &session.logout_path {
             if *logout == tokens.refresh_token.renew_path {
@@ -296,6 +324,8 @@ impl Validator {
             logging,
             forward_auth,
             routes,
+            events,
+            rate_limits,
         }
     }
 

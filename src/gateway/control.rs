@@ -112,6 +112,7 @@ pub(super) async fn apply(
     presented: &Presented,
     control: Control,
     resp: &mut Response<Body>,
+    client: std::net::IpAddr,
 ) -> Result<(), Reject> {
     let bad = |what: &str| Reject::BadSessionControl(what.to_string());
     let Control {
@@ -149,6 +150,9 @@ pub(super) async fn apply(
         header_mode::clear(state, resp.headers_mut(), presented.in_headers);
     }
     if let Some(c) = create {
+        state
+            .rate_limits
+            .check(crate::ratelimit::Endpoint::SessionCreate, client)?;
         let issued = state.sessions.create(c).await.map_err(upstream_caused)?;
         header_mode::issue(state, resp.headers_mut(), &issued, presented.in_headers);
     } else if let Some(payload) = update {

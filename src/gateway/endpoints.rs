@@ -7,6 +7,7 @@ use crate::body::Body;
 use crate::error::{json_response, Expiry, Reject};
 use crate::http::{bearer, cookies};
 use crate::metrics::RevokeReason;
+use crate::ratelimit::Endpoint;
 use crate::sessions::RefreshResult;
 use crate::state::AppState;
 
@@ -57,6 +58,9 @@ pub(super) async fn refresh_endpoint(
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
+    state
+        .rate_limits
+        .check(Endpoint::Refresh, ctx.edge.client)?;
     let in_headers = bearer::token(h).is_some();
     let presented = match (
         bearer::token(h),
@@ -91,6 +95,7 @@ pub(super) async fn logout_endpoint(
     h: &HeaderMap,
 ) -> Result<Response<Body>, Reject> {
     post_from_allowed_origin(state, ctx, h)?;
+    state.rate_limits.check(Endpoint::Logout, ctx.edge.client)?;
     // Without keys no token can be read, and ending a session needs the store anyway.
     if !state.sessions.keys().is_loaded() {
         return Err(Reject::StoreUnavailable);

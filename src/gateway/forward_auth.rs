@@ -37,6 +37,7 @@ use crate::error::Reject;
 use crate::http::pages;
 use crate::metrics::ForwardAuthDecision;
 use crate::proxy::{headers, route};
+use crate::ratelimit::Endpoint;
 use crate::state::AppState;
 
 /// The header naming the login page a navigation is sent to (with the 401 answer).
@@ -70,6 +71,15 @@ pub(super) async fn verify(
         Ok(_) | Err(Reject::Expired(..)) => ForwardAuthDecision::Unauthenticated,
         Err(Reject::Forbidden) => ForwardAuthDecision::Forbidden,
         Err(_) => ForwardAuthDecision::Refused,
+    };
+    // A miss (no valid session) takes a token from the client's forward-auth bucket
+    // (`[rate_limits]`); an empty bucket turns the answer into a 429.
+    let result = match decision {
+        ForwardAuthDecision::Unauthenticated => state
+            .rate_limits
+            .check(Endpoint::ForwardAuth, ctx.edge.client)
+            .and(result),
+        _ => result,
     };
     let label = route_name.as_deref().unwrap_or("unmatched");
     state.metrics.forward_auth(label, decision);
@@ -172,6 +182,7 @@ fn original_request(
             trusted: ctx.edge.trusted,
             request_id: ctx.edge.request_id.clone(),
             origin: ctx.edge.origin.clone(),
+            client: ctx.edge.client,
         },
     };
     Ok((original, had_params))

@@ -37,8 +37,8 @@ mod control;
 mod endpoints;
 pub use endpoints::jwks;
 mod forward_auth;
-mod policy;
 mod header_mode;
+mod policy;
 mod upstream;
 
 use std::ops::ControlFlow;
@@ -82,8 +82,9 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
     let trusted = is_trusted(&state, peer.addr.ip());
     let request_id = request_id(req.headers(), trusted);
     let logging = tracing::enabled!(target: "sessiongate::access", tracing::Level::INFO);
+    let client = headers::client_addr(req.headers(), peer.addr.ip(), |ip| is_trusted(&state, ip));
     let seen = logging.then(|| Seen {
-        client: headers::client_addr(req.headers(), peer.addr.ip(), |ip| is_trusted(&state, ip)),
+        client,
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
@@ -106,8 +107,18 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
         trusted,
         request_id: request_id.clone(),
         origin: origin.clone(),
+        client,
     };
-    let result = dispatch(&state, req, peer, edge, &mut outcome).await;
+    // Security events raised while handling the request name its client and request id.
+    let events_origin = crate::events::Origin {
+        client_ip: client,
+        request_id: Some(request_id.clone()),
+    };
+    let result = crate::events::scope(
+        events_origin,
+        dispatch(&state, req, peer, edge, &mut outcome),
+    )
+    .await;
     let facts = Facts {
         started,
         method,
@@ -211,6 +222,9 @@ struct Edge {
     request_id: HeaderValue,
     /// The request's `Origin` header.
     origin: Option<String>,
+    /// The client's address after `trusted_proxies` ([`headers::client_addr`]): what
+    /// `[rate_limits]` key on.
+    client: std::net::IpAddr,
 }
 
 fn is_trusted(state: &AppState, ip: std::net::IpAddr) -> bool {
@@ -302,7 +316,16 @@ async fn dispatch(
     let taken = headers::take_session_control(resp.headers_mut());
     if let Some(presented) = presented {
         let control = control::parse(&taken)?;
-        control::apply(state, session.as_deref(), &presented, control, &mut resp).await?;
+        let client = ctx.edge.client;
+        control::apply(
+            state,
+            session.as_deref(),
+            &presented,
+            control,
+            &mut resp,
+            client,
+        )
+        .await?;
     }
     Ok(resp)
 }

@@ -353,3 +353,47 @@ fn traefik_and_envoy_readme_configs_parse() {
             .contains(&"x-sessiongate-redirect".to_string())
     );
 }
+
+/// `[rate_limits]` on the endpoint: each miss (no valid session) of one client takes a token
+/// from its `forward_auth` bucket, an empty bucket answers 429 with `Retry-After`, allowed
+/// answers take nothing, and the client is the one the front proxy names in
+/// `X-Forwarded-For`, so another client behind the same proxy is not refused.
+#[tokio::test]
+async fn forward_auth_misses_are_rate_limited_per_client() {
+    let s = stack(|t| {
+        format!(
+            "{t}\n[rate_limits]\nenabled = true\nforward_auth = {{ per_minute = 1, burst = 2 }}\n"
+        )
+    })
+    .await;
+    let gw = s.gw.public_addr;
+    let verify = "/.sessiongate/verify";
+    let miss = |client: &'static str| [("x-forwarded-uri", "/app/x"), ("x-forwarded-for", client)];
+    for _ in 0..5 {
+        let r = ask(
+            gw,
+            verify,
+            &[
+                ("x-forwarded-uri", "/public/a"),
+                ("x-forwarded-for", "203.0.113.7"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "allowed answers take no token: {}", r.text());
+    }
+    for i in 0..2 {
+        let r = ask(gw, verify, &miss("203.0.113.7")).await;
+        assert_eq!(r.status, 401, "miss {i} is within the burst: {}", r.text());
+    }
+    let cut = ask(gw, verify, &miss("203.0.113.7")).await;
+    assert_eq!(cut.status, 429, "{}", cut.text());
+    assert_eq!(cut.json()["error"], "rate_limited");
+    assert!(cut.header("retry-after").is_some());
+    let other = ask(gw, verify, &miss("203.0.113.8")).await;
+    assert_eq!(other.status, 401, "another client keeps its own bucket");
+    let text = s.gw.state.metrics.render();
+    assert!(
+        text.contains("sessiongate_rate_limited_total{endpoint=\"forward_auth\"} 1"),
+        "{text}"
+    );
+}

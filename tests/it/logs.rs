@@ -110,6 +110,11 @@ async fn json_access_log_and_theft_warning_without_secrets() {
         .find(|l| l["level"] == "WARN" && l["message"].as_str().unwrap_or("").contains("theft"))
         .unwrap_or_else(|| panic!("no theft warning:\n{log}"));
     assert_eq!(theft["user_id"], "log-user");
+    // The security event's stable name and origin (`events`).
+    assert_eq!(theft["target"], "sessiongate::events");
+    assert_eq!(theft["event"], "session.theft_detected");
+    assert_eq!(theft["client_ip"], "127.0.0.1");
+    assert!(theft["request_id"].as_str().is_some_and(|s| s.len() == 32));
     assert!(theft["session_handle"]
         .as_str()
         .is_some_and(|h| h.len() == 22));
