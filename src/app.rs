@@ -33,7 +33,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::jobs::Jobs;
 use crate::keys::{KeyCache, KeyPolicy};
 use crate::logging::LogLevel;
-use crate::metrics::{Metrics, ReloadResult};
+use crate::metrics::{Listener, Metrics, ReloadResult};
 use crate::server::{self, Limits, TlsSwap};
 use crate::sessions::{SessionSettings, Sessions};
 use crate::startup;
@@ -188,7 +188,7 @@ pub async fn start_on(
         public,
         tls,
         limits.clone(),
-        Some(state.metrics.connections_closed_total.clone()),
+        Some(state.metrics.listener(Listener::Public)),
         Some(cores),
         move |req, peer| crate::gateway::handle(lv.current(), req, peer),
         wait_stop(stop_rx.clone()),
@@ -203,7 +203,7 @@ pub async fn start_on(
             max_connections_per_ip: 0,
             ..limits
         },
-        None,
+        Some(state.metrics.listener(Listener::Admin)),
         None,
         move |req, _| crate::admin::handle(lv.current(), req),
         wait_stop(admin_stop_rx),

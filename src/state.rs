@@ -6,8 +6,8 @@
 //!
 //! An `AppState` is one *generation*: the parts built from the config (`cfg`, `router`,
 //! `cookies`, `upstream`) are fixed for its life, while the long-lived parts (`sessions` with
-//! the store, key cache, verified-token cache and blacklist, `metrics`, `clock`, the draining
-//! flag) are shared by every generation of the process. A config reload builds the next
+//! the store, key cache, verified-token cache and blacklist, `metrics`, `clock`, `tracer`, the
+//! draining flag) are shared by every generation of the process. A config reload builds the next
 //! generation with [`AppState::next_generation`]; [`Live`] holds the current one, and each
 //! request loads it once (lock-free), so a request that started under the old config
 //! finishes under it.
@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::cookies::CookieSettings;
 use crate::metrics::Metrics;
+use crate::otel::Tracer;
 use crate::proxy::forward::Upstream;
 use crate::proxy::route::Router;
 use crate::sessions::Sessions;
@@ -42,6 +43,8 @@ pub struct Inner {
     pub cookies: CookieSettings,
     pub upstream: Upstream,
     pub clock: Clock,
+    /// The trace exporter's handle (`[tracing]`), shared by every generation; `None`: off.
+    pub tracer: Option<Tracer>,
     /// Shared by every generation.
     draining: Arc<AtomicBool>,
 }
@@ -62,6 +65,7 @@ impl AppState {
             &cfg.tokens.refresh_token.renew_path,
         );
         let upstream = Upstream::new(cfg.server.upstream_timeout, cfg.server.cores());
+        let tracer = Tracer::start(&cfg.tracing, metrics.clone());
         Self(Arc::new(Inner {
             cfg,
             router,
@@ -70,6 +74,7 @@ impl AppState {
             cookies,
             upstream,
             clock,
+            tracer,
             draining: Arc::new(AtomicBool::new(false)),
         }))
     }
@@ -98,6 +103,7 @@ impl AppState {
             cookies,
             upstream,
             clock: self.clock.clone(),
+            tracer: self.tracer.clone(),
             draining: self.draining.clone(),
         }))
     }

@@ -26,6 +26,8 @@
 //! - `identity.*`: renaming identity headers live would open a window in which an upstream
 //!   still trusts the old name while the gateway no longer strips it from clients.
 //! - `logging.format`: the log writer is installed once (the level is live).
+//! - `tracing.*`: the exporter task and its tracer are started once, with the sampling ratio
+//!   and service name (`otel::Tracer`).
 
 use super::Config;
 
@@ -148,6 +150,15 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.logging.format != new.logging.format {
         changed.push("logging.format");
     }
+    if old.tracing.endpoint != new.tracing.endpoint {
+        changed.push("tracing.endpoint");
+    }
+    if old.tracing.sample_ratio != new.tracing.sample_ratio {
+        changed.push("tracing.sample_ratio");
+    }
+    if old.tracing.service_name != new.tracing.service_name {
+        changed.push("tracing.service_name");
+    }
     changed
 }
 
@@ -173,6 +184,7 @@ pub fn apply_live(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
     next.session.theft_action = old.session.theft_action;
     next.identity = old.identity.clone();
     next.logging.format = old.logging.format;
+    next.tracing = old.tracing.clone();
     (next, changed)
 }
 
@@ -343,6 +355,15 @@ upstream = "http://127.0.0.1:9000"
                 }
             },
             &["logging.format"],
+        );
+        check(
+            |c| c.tracing.endpoint = Some("http://127.0.0.1:4318/v1/traces".parse().unwrap()),
+            &["tracing.endpoint"],
+        );
+        check(|c| c.tracing.sample_ratio = 0.5, &["tracing.sample_ratio"]);
+        check(
+            |c| c.tracing.service_name = "edge".into(),
+            &["tracing.service_name"],
         );
         check(
             |c| {

@@ -103,7 +103,23 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
         request_id: request_id.clone(),
         origin: origin.clone(),
     };
-    let result = dispatch(&state, req, peer, edge, &mut outcome).await;
+    // `[tracing]`: the sampling decision, and the root span of a sampled request.
+    let trace = state
+        .tracer
+        .as_ref()
+        .and_then(|t| t.root(req.headers(), trusted));
+    let span = trace.as_ref().map(|t| {
+        let client =
+            headers::client_addr(req.headers(), peer.addr.ip(), |ip| is_trusted(&state, ip));
+        crate::otel::request_span(t, &req, peer, client)
+    });
+    let result = match trace {
+        Some(t) => {
+            t.scope(dispatch(&state, req, peer, edge, &mut outcome))
+                .await
+        }
+        None => dispatch(&state, req, peer, edge, &mut outcome).await,
+    };
     let facts = Facts {
         started,
         method,
@@ -111,6 +127,7 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
         request_id,
         origin,
         seen,
+        span,
     };
     finish(&state, facts, outcome, result)
 }
@@ -125,6 +142,8 @@ struct Facts {
     origin: Option<String>,
     /// `None` when the access log is off.
     seen: Option<Seen>,
+    /// The request's root span, when it is traced.
+    span: Option<crate::otel::Span>,
 }
 
 /// The one exit of the public listener: turns a refusal into its response, then, for
@@ -154,12 +173,16 @@ fn finish(
         peer,
         request_id,
         seen,
+        span,
         ..
     } = facts;
     resp.headers_mut()
         .insert(headers::REQUEST_ID, request_id.clone());
     let label = outcome.route_name.as_deref().unwrap_or(outcome.route);
     let status = resp.status().as_u16();
+    if let Some(span) = span {
+        crate::otel::end_request(span, label, resp.status());
+    }
     let m = &state.metrics;
     m.requests_total
         .with_label_values(&[label, resp.status().as_str()])
@@ -277,10 +300,12 @@ async fn dispatch(
         return answer;
     }
     let route = route(state, &ctx, had_params, outcome)?;
+    let verify = crate::otel::span("session.verify", crate::otel::SpanKind::Internal);
     let session = match auth::authorise(state, &ctx, route, req.headers()).await {
         ControlFlow::Continue(session) => session,
         ControlFlow::Break(answer) => return answer,
     };
+    drop(verify);
     outcome.user_id = session.as_ref().map(|c| c.sub.clone());
     let presented = route
         .session_control

@@ -98,7 +98,8 @@ impl Upstream {
     }
 }
 
-fn rustls_client_config() -> tokio_rustls::rustls::ClientConfig {
+/// The TLS client configuration for upstreams (and the OTLP exporter): the web PKI roots, ring.
+pub(crate) fn rustls_client_config() -> tokio_rustls::rustls::ClientConfig {
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     tokio_rustls::rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
