@@ -300,7 +300,10 @@ async fn dispatch(
         return answer;
     }
     let route = route(state, &ctx, had_params, outcome)?;
-    let verify = crate::otel::span("session.verify", crate::otel::SpanKind::Internal);
+    let verify = state
+        .tracer
+        .as_ref()
+        .and_then(|_| crate::otel::span("session.verify", crate::otel::SpanKind::Internal));
     let session = match auth::authorise(state, &ctx, route, req.headers()).await {
         ControlFlow::Continue(session) => session,
         ControlFlow::Break(answer) => return answer,

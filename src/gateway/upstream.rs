@@ -61,8 +61,9 @@ pub(super) async fn forward_to(
         let payload = c.payload.to_string();
         headers::add_identity(h, &state.cfg.identity, &c.sub, &c.sid, &payload)?;
     }
-    let mut span = crate::otel::span("upstream", crate::otel::SpanKind::Client);
+    let mut span = None;
     if state.tracer.is_some() {
+        span = crate::otel::span("upstream", crate::otel::SpanKind::Client);
         crate::otel::propagate(h, span.as_ref(), trusted);
     }
     if let Some(s) = span.as_mut() {
