@@ -38,6 +38,8 @@ use tokio::sync::mpsc;
 use crate::config::TracingConfig;
 use crate::metrics::{Metrics, SpanDrop};
 pub use proto::SpanKind;
+/// OTLP's span status (not an HTTP status).
+use proto::SpanStatusCode as SpanOutcome;
 
 /// Finished spans waiting for the exporter at most; more are dropped and counted.
 pub const QUEUE_SPANS: usize = 4096;
@@ -265,7 +267,7 @@ impl Span {
     pub fn set_error(&mut self, message: impl Into<String>) {
         self.inner.status = Some(proto::Status {
             message: message.into(),
-            code: proto::SpanStatusCode::Error as i32,
+            code: SpanOutcome::Error as i32,
         });
     }
 
