@@ -95,7 +95,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
         (Method::GET | Method::HEAD, "/metrics") => Ok(text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            state.metrics.render(),
+            metrics_text(state),
         )),
         (Method::GET | Method::HEAD, "/.well-known/jwks.json") => crate::gateway::jwks(state),
         (_, p) if p.starts_with("/v1/") => {
@@ -270,4 +270,17 @@ async fn v1(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, 
         }
         (m, _) => Err(Reject::NotFound(format!("no admin endpoint {m} {path}"))),
     }
+}
+
+/// The Prometheus text, with the gauges that are read at scrape time brought up to date.
+fn metrics_text(state: &AppState) -> String {
+    let age = match state.sessions.keys().ring() {
+        Ok(ring) if !ring.is_static() => ring
+            .signing_key()
+            .map(|k| (state.clock.now_ms() - k.created_at).max(0) / 1000)
+            .unwrap_or(0),
+        _ => 0,
+    };
+    state.metrics.signing_key_age_seconds.set(age);
+    state.metrics.render()
 }

@@ -34,7 +34,7 @@ use crate::events::Events;
 use crate::jobs::Jobs;
 use crate::keys::{KeyCache, KeyPolicy};
 use crate::logging::LogLevel;
-use crate::metrics::{Metrics, ReloadResult};
+use crate::metrics::{Listener, Metrics, ReloadResult};
 use crate::server::{self, Limits, TlsSwap};
 use crate::sessions::{SessionSettings, Sessions};
 use crate::startup;
@@ -190,7 +190,7 @@ pub async fn start_on(
         public,
         tls,
         limits.clone(),
-        Some(state.metrics.connections_closed_total.clone()),
+        Some(state.metrics.listener(Listener::Public)),
         Some(cores),
         move |req, peer| crate::gateway::handle(lv.current(), req, peer),
         wait_stop(stop_rx.clone()),
@@ -205,7 +205,7 @@ pub async fn start_on(
             max_connections_per_ip: 0,
             ..limits
         },
-        None,
+        Some(state.metrics.listener(Listener::Admin)),
         None,
         move |req, peer| crate::admin::handle_from(lv.current(), req, peer),
         wait_stop(admin_stop_rx),

@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;

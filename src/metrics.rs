@@ -5,8 +5,8 @@
 //! with `as_str`), so a call site cannot misspell one.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Declares a metric-label enum and its `as_str` (the exported label value).
@@ -137,12 +137,41 @@ label_enum! {
 }
 
 label_enum! {
+    /// `connections_open{listener}` and `connections_accepted_total{listener}`.
+    Listener {
+        Public => "public",
+        Admin => "admin",
+    }
+}
+
+label_enum! {
     /// `events_dropped_total{reason}`: why a security event never reached the webhook queue.
     EventDropReason {
         /// The queue (`events.queue_capacity`) was full.
         QueueFull => "queue_full",
         /// The webhook worker had stopped (shutdown).
         Closed => "closed",
+    }
+}
+
+label_enum! {
+    /// `tls_handshake_failures_total{reason}`: why a TLS handshake on the public listener
+    /// did not complete.
+    TlsFailure {
+        /// Not finished within `server.header_read_timeout_secs`.
+        Timeout => "timeout",
+        /// The peer sent something that is not an acceptable handshake, or went away.
+        Error => "error",
+    }
+}
+
+label_enum! {
+    /// `trace_spans_dropped_total{reason}`: spans the OTLP exporter did not deliver.
+    SpanDrop {
+        /// The exporter's bounded queue was full.
+        QueueFull => "queue_full",
+        /// The collector refused the batch or could not be reached.
+        ExportFailed => "export_failed",
     }
 }
 
@@ -183,6 +212,57 @@ pub struct Metrics {
     pub events_delivered_total: IntCounter,
     /// Security events given up on after `events.max_retries` retries.
     pub events_failed_total: IntCounter,
+    /// Connections open now, by listener (a WebSocket tunnel counts while it lasts).
+    pub connections_open: IntGaugeVec,
+    /// Connections accepted, by listener (per-IP refusals included).
+    pub connections_accepted_total: IntCounterVec,
+    /// Times the public listener had `server.max_connections` connections open and stopped
+    /// accepting until one closed (the waiting ones stay in the kernel's accept queue).
+    pub connection_limit_waits_total: IntCounter,
+    /// TLS handshakes on the public listener that did not complete, by reason.
+    pub tls_handshake_failures_total: IntCounterVec,
+    /// Seconds since the current signing key was created (set when `/metrics` is read; 0
+    /// for a static `secret_file` key or before keys are loaded).
+    pub signing_key_age_seconds: IntGauge,
+    /// Trace spans exported to the OTLP collector (`[tracing]`).
+    pub trace_spans_exported_total: IntCounter,
+    /// Trace spans not delivered, by reason.
+    pub trace_spans_dropped_total: IntCounterVec,
+}
+
+/// One listener's connection metrics, with the label values resolved once: what
+/// `server::serve` updates.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    pub open: IntGauge,
+    pub accepted: IntCounter,
+    /// `None` on the admin listener: `connections_closed_total`, `connection_limit_waits_total`
+    /// and `tls_handshake_failures_total` are the public listener's.
+    public: Option<Metrics>,
+}
+
+impl ListenerMetrics {
+    pub fn closed(&self, reason: CloseReason) {
+        if let Some(m) = &self.public {
+            m.connections_closed_total
+                .with_label_values(&[reason.as_str()])
+                .inc();
+        }
+    }
+
+    pub fn tls_failed(&self, reason: TlsFailure) {
+        if let Some(m) = &self.public {
+            m.tls_handshake_failures_total
+                .with_label_values(&[reason.as_str()])
+                .inc();
+        }
+    }
+
+    pub fn limit_wait(&self) {
+        if let Some(m) = &self.public {
+            m.connection_limit_waits_total.inc();
+        }
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -204,6 +284,13 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::with_opts(Opts::new(name, help).namespace("sessiongate")).expect("valid");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help).namespace("sessiongate"), labels)
+        .expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
     g
 }
@@ -356,13 +443,78 @@ impl Metrics {
                 "events_failed_total",
                 "Security events the webhook did not accept after every retry",
             ),
+            connections_open: gauge_vec(
+                &r,
+                "connections_open",
+                "Connections open now, by listener",
+                &["listener"],
+            ),
+            connections_accepted_total: counter_vec(
+                &r,
+                "connections_accepted_total",
+                "Connections accepted, by listener",
+                &["listener"],
+            ),
+            connection_limit_waits_total: counter(
+                &r,
+                "connection_limit_waits_total",
+                "Times the public listener reached server.max_connections and paused accepting",
+            ),
+            tls_handshake_failures_total: counter_vec(
+                &r,
+                "tls_handshake_failures_total",
+                "TLS handshakes on the public listener that failed, by reason",
+                &["reason"],
+            ),
+            signing_key_age_seconds: gauge(
+                &r,
+                "signing_key_age_seconds",
+                "Seconds since the current signing key was created (0: static key or none)",
+            ),
+            trace_spans_exported_total: counter(
+                &r,
+                "trace_spans_exported_total",
+                "Trace spans delivered to the OTLP collector",
+            ),
+            trace_spans_dropped_total: counter_vec(
+                &r,
+                "trace_spans_dropped_total",
+                "Trace spans not delivered, by reason",
+                &["reason"],
+            ),
             registry: r,
         };
-        // Both results are exported from the start, at 0.
+        // Every value of these labels is exported from the start, at 0.
         for result in ReloadResult::ALL {
             m.config_reloads_total.with_label_values(&[result.as_str()]);
         }
+        for reason in CloseReason::ALL {
+            m.connections_closed_total
+                .with_label_values(&[reason.as_str()]);
+        }
+        for reason in TlsFailure::ALL {
+            m.tls_handshake_failures_total
+                .with_label_values(&[reason.as_str()]);
+        }
+        for listener in Listener::ALL {
+            m.connections_open.with_label_values(&[listener.as_str()]);
+            m.connections_accepted_total
+                .with_label_values(&[listener.as_str()]);
+        }
         m
+    }
+
+    /// The metrics `listener`'s accept loop keeps.
+    pub fn listener(&self, listener: Listener) -> ListenerMetrics {
+        ListenerMetrics {
+            open: self
+                .connections_open
+                .with_label_values(&[listener.as_str()]),
+            accepted: self
+                .connections_accepted_total
+                .with_label_values(&[listener.as_str()]),
+            public: (listener == Listener::Public).then(|| self.clone()),
+        }
     }
 
     /// Prometheus text exposition of every metric.
@@ -507,6 +659,18 @@ mod tests {
         check(
             EventDropReason::ALL.iter().map(|o| o.as_str()).collect(),
             &["queue_full", "closed"],
+        );
+        check(
+            Listener::ALL.iter().map(|o| o.as_str()).collect(),
+            &["public", "admin"],
+        );
+        check(
+            TlsFailure::ALL.iter().map(|o| o.as_str()).collect(),
+            &["timeout", "error"],
+        );
+        check(
+            SpanDrop::ALL.iter().map(|o| o.as_str()).collect(),
+            &["queue_full", "export_failed"],
         );
     }
 }

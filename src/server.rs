@@ -48,7 +48,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
-use prometheus::IntCounterVec;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -56,7 +55,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::{Body, BoxError};
-use crate::metrics::CloseReason;
+use crate::metrics::{CloseReason, ListenerMetrics, TlsFailure};
 
 /// Largest request head hyper buffers; bigger headers get 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -111,6 +110,23 @@ pub struct ConnSlot {
 struct Held {
     _permit: OwnedSemaphorePermit,
     _per_ip: Option<PerIpGuard>,
+    _open: Option<OpenGuard>,
+}
+
+/// The connection's place in `connections_open`, given back when the last holder drops it.
+struct OpenGuard(prometheus::IntGauge);
+
+impl OpenGuard {
+    fn enter(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl ConnSlot {
@@ -388,14 +404,15 @@ impl Cores {
     }
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then drains. `closed_total`
-/// counts connections the server closes on its own, by reason.
+/// Serves `handler` on `listener` until `shutdown` resolves, then drains. `metrics` counts
+/// connections accepted and open, those the server closes on its own (by reason), failed TLS
+/// handshakes and pauses at `max_connections`.
 /// With `cores`, connections are served on those threads; without, on the caller's runtime.
 pub async fn serve<H, Fut>(
     listener: TcpListener,
     tls: Option<TlsSwap>,
     limits: Limits,
-    closed_total: Option<IntCounterVec>,
+    metrics: Option<ListenerMetrics>,
     cores: Option<Arc<Cores>>,
     handler: H,
     shutdown: impl Future<Output = ()>,
@@ -408,20 +425,32 @@ pub async fn serve<H, Fut>(
     let permits = Arc::new(Semaphore::new(max));
     let per_ip = Arc::new(PerIp::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
-    let count = move |reason: CloseReason| {
-        if let Some(c) = &closed_total {
-            c.with_label_values(&[reason.as_str()]).inc();
+    let metrics = Arc::new(metrics);
+    let count = {
+        let metrics = metrics.clone();
+        move |reason: CloseReason| {
+            if let Some(m) = metrics.as_ref() {
+                m.closed(reason);
+            }
         }
     };
     tokio::pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if let Some(m) = metrics.as_ref() {
+                    m.limit_wait();
+                }
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
         let (stream, addr) = tokio::select! {
             _ = &mut shutdown => break,
@@ -435,6 +464,9 @@ pub async fn serve<H, Fut>(
                 }
             },
         };
+        if let Some(m) = metrics.as_ref() {
+            m.accepted.inc();
+        }
         let per_ip_guard = if limits.max_connections_per_ip > 0 {
             match per_ip.enter(addr.ip().to_canonical(), limits.max_connections_per_ip) {
                 Some(g) => Some(g),
@@ -457,6 +489,7 @@ pub async fn serve<H, Fut>(
             _held: Arc::new(Held {
                 _permit: permit,
                 _per_ip: per_ip_guard,
+                _open: metrics.as_ref().as_ref().map(|m| OpenGuard::enter(&m.open)),
             }),
             phase: phase_rx.clone(),
             idle_timeout: limits.idle_timeout,
@@ -477,6 +510,7 @@ pub async fn serve<H, Fut>(
                 continue;
             }
         };
+        let metrics = metrics.clone();
         let connection = async move {
             let phase = slot.phase.clone();
             let stream = match tokio::net::TcpStream::from_std(stream) {
@@ -493,7 +527,15 @@ pub async fn serve<H, Fut>(
                         .await
                     {
                         Ok(Ok(s)) => Io::Tls(Box::new(s)),
-                        _ => return,
+                        failed => {
+                            if let Some(m) = metrics.as_ref() {
+                                m.tls_failed(match failed {
+                                    Err(_) => TlsFailure::Timeout,
+                                    Ok(_) => TlsFailure::Error,
+                                });
+                            }
+                            return;
+                        }
                     }
                 }
             };

@@ -826,8 +826,9 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
     {
         let fut = op(self.store.clone());
         match (&self.store_runtime, crate::server::core_index()) {
+            // The request's trace goes along, so the operation's span joins it.
             (Some(rt), Some(_)) => rt
-                .spawn(fut)
+                .spawn(crate::otel::in_current(fut))
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("store task: {e}")))),
             _ => fut.await,

@@ -6,8 +6,8 @@
 //!
 //! An `AppState` is one *generation*: the parts built from the config (`cfg`, `router`,
 //! `cookies`, `upstream`) are fixed for its life, while the long-lived parts (`sessions` with
-//! the store, key cache, verified-token cache and blacklist, `metrics`, `clock`, the draining
-//! flag) are shared by every generation of the process. A config reload builds the next
+//! the store, key cache, verified-token cache and blacklist, `metrics`, `clock`, `tracer`, the
+//! draining flag) are shared by every generation of the process. A config reload builds the next
 //! generation with [`AppState::next_generation`]; [`Live`] holds the current one, and each
 //! request loads it once (lock-free), so a request that started under the old config
 //! finishes under it.
@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::cookies::CookieSettings;
 use crate::metrics::Metrics;
+use crate::otel::Tracer;
 use crate::proxy::forward::Upstream;
 use crate::proxy::route::Router;
 use crate::ratelimit::RateLimits;
@@ -45,6 +46,8 @@ pub struct Inner {
     pub clock: Clock,
     /// Per-client-address buckets (`[rate_limits]`); shared by every generation.
     pub rate_limits: Arc<RateLimits>,
+    /// The trace exporter's handle (`[tracing]`), shared by every generation; `None`: off.
+    pub tracer: Option<Tracer>,
     /// Shared by every generation.
     draining: Arc<AtomicBool>,
 }
@@ -66,6 +69,7 @@ impl AppState {
         );
         let upstream = Upstream::new(cfg.server.upstream_timeout, cfg.server.cores());
         let rate_limits = Arc::new(RateLimits::new(&cfg.rate_limits, metrics.clone()));
+        let tracer = Tracer::start(&cfg.tracing, metrics.clone());
         Self(Arc::new(Inner {
             cfg,
             router,
@@ -75,6 +79,7 @@ impl AppState {
             upstream,
             clock,
             rate_limits,
+            tracer,
             draining: Arc::new(AtomicBool::new(false)),
         }))
     }
@@ -104,6 +109,7 @@ impl AppState {
             upstream,
             clock: self.clock.clone(),
             rate_limits: self.rate_limits.clone(),
+            tracer: self.tracer.clone(),
             draining: self.draining.clone(),
         }))
     }

@@ -36,7 +36,7 @@ pub const CONFIG_PATH_ENV: &str = "SESSIONGATE_CONFIG";
 pub const ENV_PREFIX: &str = "SESSIONGATE_";
 /// The top-level sections of the configuration ([`RawConfig`]'s fields). Only a
 /// `SESSIONGATE_…` variable that names one of them (see [`env_override`]) is an override.
-pub const SECTIONS: [&str; 13] = [
+pub const SECTIONS: [&str; 14] = [
     "server",
     "store",
     "tokens",
@@ -46,6 +46,7 @@ pub const SECTIONS: [&str; 13] = [
     "cors",
     "admin",
     "logging",
+    "tracing",
     "forward_auth",
     "routes",
     "events",

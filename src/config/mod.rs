@@ -44,6 +44,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
     pub forward_auth: ForwardAuthConfig,
+    pub tracing: TracingConfig,
     pub routes: Vec<Route>,
     pub events: EventsConfig,
     pub rate_limits: RateLimitsConfig,
@@ -325,6 +326,17 @@ pub struct LoggingConfig {
     /// A tracing filter directive such as `info` or `sessiongate=debug,info`.
     pub level: String,
     pub format: LogFormat,
+}
+
+/// `[tracing]`: OpenTelemetry trace export (see `otel`); off without an endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub endpoint: Option<http::Uri>,
+    /// Share of requests without a trusted parent that are traced, 0.0..=1.0.
+    pub sample_ratio: f64,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -45,6 +45,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub logging: Option<RawLogging>,
     pub forward_auth: Option<RawForwardAuth>,
+    pub tracing: Option<RawTracing>,
     pub routes: Option<Vec<RawRoute>>,
     pub events: Option<RawEvents>,
     pub rate_limits: Option<RawRateLimits>,
@@ -212,6 +213,14 @@ pub struct RawLogging {
     pub level: Option<String>,
     #[serde(default, deserialize_with = "word")]
     pub format: Option<LogFormat>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -29,6 +29,8 @@
 //! - `logging.format`: the log writer is installed once (the level is live).
 //! - `events.*`: the event queue and its webhook worker are started once, with the process.
 //! - `rate_limits.*`: the buckets are process-scoped (a reload must not refill them).
+//! - `tracing.*`: the exporter task and its tracer are started once, with the sampling ratio
+//!   and service name (`otel::Tracer`).
 
 use super::Config;
 
@@ -157,6 +159,15 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.rate_limits != new.rate_limits {
         changed.push("rate_limits");
     }
+    if old.tracing.endpoint != new.tracing.endpoint {
+        changed.push("tracing.endpoint");
+    }
+    if old.tracing.sample_ratio != new.tracing.sample_ratio {
+        changed.push("tracing.sample_ratio");
+    }
+    if old.tracing.service_name != new.tracing.service_name {
+        changed.push("tracing.service_name");
+    }
     changed
 }
 
@@ -184,6 +195,7 @@ pub fn apply_live(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
     next.logging.format = old.logging.format;
     next.events = old.events.clone();
     next.rate_limits = old.rate_limits.clone();
+    next.tracing = old.tracing.clone();
     (next, changed)
 }
 
@@ -357,6 +369,15 @@ upstream = "http://127.0.0.1:9000"
         );
         check(|c| c.events.max_retries += 1, &["events"]);
         check(|c| c.rate_limits.enabled ^= true, &["rate_limits"]);
+        check(
+            |c| c.tracing.endpoint = Some("http://127.0.0.1:4318/v1/traces".parse().unwrap()),
+            &["tracing.endpoint"],
+        );
+        check(|c| c.tracing.sample_ratio = 0.5, &["tracing.sample_ratio"]);
+        check(
+            |c| c.tracing.service_name = "edge".into(),
+            &["tracing.service_name"],
+        );
         check(
             |c| {
                 c.server.listen = "127.0.0.1:1".parse().unwrap();

@@ -207,6 +207,13 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
         None => writeln!(out, "# path unset: no forward-auth endpoint")?,
     }
     write_security(out, &c.events, &c.rate_limits)?;
+    writeln!(out, "\n[tracing]")?;
+    match &c.tracing.endpoint {
+        Some(e) => writeln!(out, "endpoint = {}", q(&e.to_string()))?,
+        None => writeln!(out, "# endpoint unset: no traces are exported")?,
+    }
+    writeln!(out, "sample_ratio = {:?}", c.tracing.sample_ratio)?;
+    writeln!(out, "service_name = {}", q(&c.tracing.service_name))?;
 
     for r in &c.routes {
         writeln!(out, "\n[[routes]]")?;

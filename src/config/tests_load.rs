@@ -368,6 +368,16 @@ fn rules() {
         ("[logging]\nlevel = \"info,hyper\"", &[("logging.level", "\"hyper\" is not a level")]),
         ("[logging]\nlevel = \"info,hyper=warn,[request]=debug\"", &[]),
         ("[logging]\nformat = \"xml\"", &[("logging.format", "\"pretty\" | \"json\"")]),
+        // tracing
+        ("[tracing]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\nsample_ratio = 0.25\nservice_name = \"edge\"", &[]),
+        ("[tracing]\nsample_ratio = 0", &[]),
+        ("[tracing]\nendpoint = \"ftp://collector/v1/traces\"", &[("tracing.endpoint", "scheme is not http or https")]),
+        ("[tracing]\nendpoint = \"/v1/traces\"", &[("tracing.endpoint", "not an absolute URL")]),
+        ("[tracing]\nsample_ratio = 1.5", &[("tracing.sample_ratio", "0.0..=1.0")]),
+        ("[tracing]\nsample_ratio = -0.1", &[("tracing.sample_ratio", "0.0..=1.0")]),
+        ("[tracing]\nsample_ratio = nan", &[("tracing.sample_ratio", "0.0..=1.0")]),
+        ("[tracing]\nservice_name = \"\"", &[("tracing.service_name", "1 to 255")]),
+        ("[tracing]\nsampling = 1", &[("tracing.sampling", "unknown")]),
         // routes
         ("routes = []", &[("routes", "at least one")]),
         ("[[routes]]\nupstream = \"http://a\"", &[("routes[0].name", "required")]),

@@ -29,6 +29,8 @@ pub mod defaults {
     pub const SESSION_HANDLE_HEADER: &str = "x-session-handle";
     pub const JWT_PAYLOAD_HEADER: &str = "x-jwt-payload";
     pub const LOG_LEVEL: &str = "info";
+    pub const SAMPLE_RATIO: f64 = 1.0;
+    pub const SERVICE_NAME: &str = "sessiongate";
 }
 
 /// The unit of an integer key's value.
@@ -291,6 +293,7 @@ impl Validator {
         let cors = self.cors(raw.cors.unwrap_or_default());
         let admin = self.admin(raw.admin.unwrap_or_default());
         let logging = self.logging(raw.logging.unwrap_or_default());
+        let tracing = self.tracing(raw.tracing.unwrap_or_default());
         let forward_auth = self.forward_auth(
             raw.forward_auth.unwrap_or_default(),
             &server,
@@ -323,6 +326,7 @@ impl Validator {
             admin,
             logging,
             forward_auth,
+            tracing,
             routes,
             events,
             rate_limits,
@@ -901,6 +905,52 @@ impl Validator {
         LoggingConfig {
             level,
             format: raw.format.unwrap_or_default(),
+        }
+    }
+
+    fn tracing(&mut self, raw: RawTracing) -> TracingConfig {
+        let endpoint = raw.endpoint.and_then(|e| match parse_http_url(&e) {
+            Ok(uri) => Some(uri),
+            Err(why) => {
+                self.push(
+                    "tracing.endpoint",
+                    why,
+                    quoted(&e),
+                    "the collector's OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces",
+                );
+                None
+            }
+        });
+        let sample_ratio = match raw.sample_ratio {
+            None => defaults::SAMPLE_RATIO,
+            Some(r) if (0.0..=1.0).contains(&r) => r,
+            Some(r) => {
+                self.push(
+                    "tracing.sample_ratio",
+                    "out of range",
+                    r.to_string(),
+                    "0.0..=1.0",
+                );
+                defaults::SAMPLE_RATIO
+            }
+        };
+        let service_name = match raw.service_name {
+            None => defaults::SERVICE_NAME.to_string(),
+            Some(s) if !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control) => s,
+            Some(s) => {
+                self.push(
+                    "tracing.service_name",
+                    "empty, too long or with control characters",
+                    quoted(&s),
+                    "1 to 255 printable characters",
+                );
+                defaults::SERVICE_NAME.to_string()
+            }
+        };
+        TracingConfig {
+            endpoint,
+            sample_ratio,
+            service_name,
         }
     }
 

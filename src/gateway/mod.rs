@@ -114,11 +114,22 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
         client_ip: client,
         request_id: Some(request_id.clone()),
     };
-    let result = crate::events::scope(
+    // `[tracing]`: the sampling decision, and the root span of a sampled request.
+    let trace = state
+        .tracer
+        .as_ref()
+        .and_then(|t| t.root(req.headers(), trusted));
+    let span = trace
+        .as_ref()
+        .map(|t| crate::otel::request_span(t, &req, peer, client));
+    let work = crate::events::scope(
         events_origin,
         dispatch(&state, req, peer, edge, &mut outcome),
-    )
-    .await;
+    );
+    let result = match trace {
+        Some(t) => t.scope(work).await,
+        None => work.await,
+    };
     let facts = Facts {
         started,
         method,
@@ -126,6 +137,7 @@ pub async fn handle(state: AppState, req: Request<Incoming>, peer: Peer) -> Resp
         request_id,
         origin,
         seen,
+        span,
     };
     finish(&state, facts, outcome, result)
 }
@@ -140,6 +152,8 @@ struct Facts {
     origin: Option<String>,
     /// `None` when the access log is off.
     seen: Option<Seen>,
+    /// The request's root span, when it is traced.
+    span: Option<crate::otel::Span>,
 }
 
 /// The one exit of the public listener: turns a refusal into its response, then, for
@@ -169,12 +183,16 @@ fn finish(
         peer,
         request_id,
         seen,
+        span,
         ..
     } = facts;
     resp.headers_mut()
         .insert(headers::REQUEST_ID, request_id.clone());
     let label = outcome.route_name.as_deref().unwrap_or(outcome.route);
     let status = resp.status().as_u16();
+    if let Some(span) = span {
+        crate::otel::end_request(span, label, resp.status());
+    }
     let m = &state.metrics;
     m.requests_total
         .with_label_values(&[label, resp.status().as_str()])
@@ -299,10 +317,15 @@ async fn dispatch(
         // A route for the forward-auth endpoint only: nothing to forward to.
         return Err(Reject::NoRoute);
     }
+    let verify = state
+        .tracer
+        .as_ref()
+        .and_then(|_| crate::otel::span("session.verify", crate::otel::SpanKind::Internal));
     let session = match auth::authorise(state, &ctx, route, req.headers()).await {
         ControlFlow::Continue(session) => session,
         ControlFlow::Break(answer) => return answer,
     };
+    drop(verify);
     outcome.user_id = session.as_ref().map(|c| c.sub.clone());
     let presented = match route.session_control {
         true => Some(control::Presented::read(state, route, req.headers()).await),

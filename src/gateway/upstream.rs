@@ -63,12 +63,26 @@ pub(super) async fn forward_to(
         let payload = c.payload.to_string();
         headers::add_identity(h, &state.cfg.identity, &c.sub, &c.sid, &payload)?;
     }
+    let mut span = None;
+    if state.tracer.is_some() {
+        span = crate::otel::span("upstream", crate::otel::SpanKind::Client);
+        crate::otel::propagate(h, span.as_ref(), trusted);
+    }
+    if let Some(s) = span.as_mut() {
+        upstream_attributes(s, &parts.method, &uri);
+    }
     let (up_body, body_watch) = body::client_body(incoming, state.cfg.server.body_read_timeout);
     let mut up = Request::from_parts(parts, up_body);
     *up.uri_mut() = uri;
 
     let started = Instant::now();
     let result = state.upstream.send(up, &body_watch).await;
+    if let Some(mut s) = span {
+        match &result {
+            Ok(r) => s.set_int("http.response.status_code", r.status().as_u16().into()),
+            Err(e) => s.set_error(e.to_string()),
+        }
+    }
     outcome.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     state
         .metrics
@@ -97,4 +111,19 @@ pub(super) async fn forward_to(
     let (mut parts, incoming) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     Ok(Response::from_parts(parts, body::stream(incoming)))
+}
+
+/// The upstream call's span attributes: method, server address and port, path (never the
+/// query).
+fn upstream_attributes(span: &mut crate::otel::Span, method: &http::Method, uri: &http::Uri) {
+    span.set_str("http.request.method", method.as_str());
+    span.set_str("server.address", uri.host().unwrap_or_default());
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    span.set_int("server.port", uri.port_u16().unwrap_or(default_port).into());
+    span.set_str("url.path", uri.path());
+    span.set_str("url.scheme", uri.scheme_str().unwrap_or("http"));
 }

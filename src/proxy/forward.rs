@@ -98,6 +98,8 @@ impl Upstream {
     }
 }
 
+/// The TLS client configuration for upstreams (the OTLP exporter and the events webhook
+/// too): the web PKI roots, ring.
 pub fn rustls_client_config() -> tokio_rustls::rustls::ClientConfig {
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

@@ -7,6 +7,10 @@
 //! [`StoreError::Unavailable`] (a timeout included) to 0; other failures say nothing about
 //! reachability.
 //!
+//! When the task handling a request has a sampled trace (`otel`), each operation is also a
+//! child span of it, named after the operation (the operation's name and, on failure, the
+//! kind of error only: never a value).
+//!
 //! The trait implementations are generated in `store/mod.rs` from the list of operations,
 //! with the metric label and time limit each one has there; this file holds what they share.
 
@@ -62,6 +66,11 @@ impl<S> Guarded<S> {
         call: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
         let started = Instant::now();
+        // A child span of the request's trace, when it is traced (`otel`).
+        let mut span = crate::otel::span(op, crate::otel::SpanKind::Client);
+        if let Some(s) = span.as_mut() {
+            s.set_str("db.operation.name", op);
+        }
         let result = match limit {
             Limit::Unlimited => call.await,
             Limit::Limited => tokio::time::timeout(OPERATION_TIMEOUT, call)
@@ -81,6 +90,16 @@ impl<S> Guarded<S> {
                 Err(_) => {}
             }
         }
+        if let (Some(s), Err(e)) = (span.as_mut(), &result) {
+            s.set_error(match e {
+                StoreError::Unavailable(_) => "store unavailable",
+                StoreError::Query(_) => "store query failed",
+                StoreError::Corrupt(_) => "stored data is corrupt",
+                StoreError::Migration(_) => "migration failed",
+                StoreError::Conflict(_) => "store transaction conflict",
+            });
+        }
+        drop(span);
         result
     }
 }

@@ -97,6 +97,18 @@ fn check_config_rejects_what_serve_rejects() {
             "logging.level",
         ),
         (
+            "a trace sampling ratio above 1",
+            "tracing.sample_ratio = 1.5".into(),
+            "",
+            "tracing.sample_ratio",
+        ),
+        (
+            "a trace collector URL without a scheme",
+            "tracing.endpoint = \"collector:4318/v1/traces\"".into(),
+            "",
+            "tracing.endpoint",
+        ),
+        (
             "a bare target directive",
             "logging.level = \"sessiongate\"".into(),
             "",

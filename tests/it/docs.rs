@@ -367,3 +367,23 @@ fn readme_documents_the_admin_api_and_operations() {
         assert!(readme.contains(must), "README does not mention {must:?}");
     }
 }
+
+/// Every metric `src/metrics.rs` registers (the name after `&r,` in each registration call) is
+/// a row of the README's metrics table.
+#[test]
+fn readme_metrics_table_names_every_metric() {
+    let source = include_str!("../../src/metrics.rs");
+    let names: Vec<String> = source
+        .split("&r,")
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
+        .map(|n| format!("sessiongate_{n}"))
+        .collect();
+    assert!(names.len() > 20, "{names:?}");
+    let readme = include_str!("../../README.md");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !readme.contains(&format!("| `{n}` |")))
+        .collect();
+    assert!(missing.is_empty(), "README metrics table lacks {missing:?}");
+}
