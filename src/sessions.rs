@@ -536,7 +536,7 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
         };
         let child = token.child(rk);
         let req = RefreshRequest {
-            handle: token.handle.to_text(),
+            handle: token.handle_text(),
             presented: token.presented(),
             child_hash: child.hash(),
             now: self.clock.now_ms(),
@@ -685,7 +685,7 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
     pub fn refresh_token_handle(&self, token: &str) -> Option<String> {
         let ring = self.keys.ring().ok()?;
         let token = RefreshToken::parse(token, ring.refresh_key()).ok()?;
-        Some(token.handle.to_text())
+        Some(token.handle_text())
     }
 
     /// The live session `handle`, if there is one.
