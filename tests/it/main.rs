@@ -25,6 +25,7 @@ mod header_security;
 mod idle_memory;
 mod keys;
 mod layering;
+mod legacy;
 mod logs;
 mod metrics_flow;
 mod multi_instance;

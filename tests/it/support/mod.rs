@@ -9,13 +9,15 @@
 //! - `client`: the one HTTP client collecting a `Resp`, the cookie-jar `Browser` and the
 //!   `AdminClient`;
 //! - `process`: the real `sessiongate` binary as a child process;
-//! - `wire`: raw HTTP/1.1 exchanges, head readers and h2c clients.
+//! - `wire`: raw HTTP/1.1 exchanges, head readers and h2c clients;
+//! - `legacy`: the original library's app (`tests/legacy`, Node) on a test database.
 
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod gateway;
 pub mod jar;
+pub mod legacy;
 pub mod process;
 pub mod upstream;
 pub mod wire;
