@@ -416,6 +416,10 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
         &self.keys
     }
 
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
     /// The revoked-session set, when blacklisting is on (startup and the feed poll fill it).
     pub fn blacklist(&self) -> Option<&Arc<Blacklist>> {
         self.blacklist.as_ref()
@@ -478,7 +482,7 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
 
     /// Mints the tokens that go with `token` for the session in `record`. Deterministic in
     /// (`record`, `token`, signing key), so a grace replay repeats the first answer.
-    fn issue(
+    pub(crate) fn issue(
         &self,
         record: &SessionRecord,
         token: &RefreshToken,

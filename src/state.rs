@@ -42,6 +42,8 @@ pub struct Inner {
     pub cookies: CookieSettings,
     pub upstream: Upstream,
     pub clock: Clock,
+    /// `[legacy]`: the original library's sessions being taken over (process-scoped).
+    pub legacy: Option<Arc<crate::legacy::Legacy>>,
     /// Shared by every generation.
     draining: Arc<AtomicBool>,
 }
@@ -70,6 +72,7 @@ impl AppState {
             cookies,
             upstream,
             clock,
+            legacy: None,
             draining: Arc::new(AtomicBool::new(false)),
         }))
     }
@@ -98,8 +101,20 @@ impl AppState {
             cookies,
             upstream,
             clock: self.clock.clone(),
+            legacy: self.legacy.clone(),
             draining: self.draining.clone(),
         }))
+    }
+
+    /// The first generation with the `[legacy]` takeover (`app.rs`, before any clone).
+    pub fn with_legacy(self, legacy: Option<Arc<crate::legacy::Legacy>>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.legacy = legacy;
+                Self(Arc::new(inner))
+            }
+            Err(shared) => Self(shared),
+        }
     }
 
     /// Marks the instance as shutting down (readiness turns 503).

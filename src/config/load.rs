@@ -36,9 +36,9 @@ pub const CONFIG_PATH_ENV: &str = "SESSIONGATE_CONFIG";
 pub const ENV_PREFIX: &str = "SESSIONGATE_";
 /// The top-level sections of the configuration ([`RawConfig`]'s fields). Only a
 /// `SESSIONGATE_…` variable that names one of them (see [`env_override`]) is an override.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "server", "store", "tokens", "cookie", "session", "identity", "cors", "admin", "logging",
-    "routes",
+    "routes", "legacy",
 ];
 
 /// What a `SESSIONGATE_…` environment variable is to the loader.

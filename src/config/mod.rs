@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod legacy;
 pub mod load;
 mod problem;
 pub mod raw;
@@ -41,6 +42,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub logging: LoggingConfig,
     pub routes: Vec<Route>,
+    /// `[legacy]`: the original library's sessions to take over (issue 14); `None` when off.
+    pub legacy: Option<legacy::LegacyConfig>,
 }
 
 #[derive(Clone, Debug)]

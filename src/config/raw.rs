@@ -44,6 +44,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub logging: Option<RawLogging>,
     pub routes: Option<Vec<RawRoute>>,
+    pub legacy: Option<super::legacy::RawLegacy>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

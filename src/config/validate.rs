@@ -266,6 +266,8 @@ impl Validator {
         let admin = self.admin(raw.admin.unwrap_or_default());
         let logging = self.logging(raw.logging.unwrap_or_default());
         let routes = self.routes(raw.routes);
+        let (legacy, problems) = super::legacy::validate(raw.legacy, &store);
+        self.problems.extend(problems);
 
         if let Some(logout) = &session.logout_path {
             if *logout == tokens.refresh_token.renew_path {
@@ -289,6 +291,7 @@ impl Validator {
             admin,
             logging,
             routes,
+            legacy,
         }
     }
 

@@ -669,4 +669,84 @@ mod tests {
         assert_eq!(uuid_bytes("not-a-uuid"), None);
         assert_eq!(sha256_hex("a").len(), 64);
     }
+
+    /// Captured from the real library (5.0.4 on MariaDB) by the tests' harness
+    /// (`tests/legacy/server.js`): keys, tokens and the row they belong to.
+    mod real_library {
+        use super::*;
+
+        const ACCESS_KEY: &str = "4P5V14hF4FGAQczByminjNt5PpMNPShv0GayLFd08cw=";
+        const REFRESH_KEY: &str = "RsEFE9rGwoBfx7dJF/3u69Tc009/uLfHZyN+kzCmpOc=";
+        const HANDLE: &str = "39262d40-ec53-11f1-8abd-dd16999bbd8e";
+        const ROW_HASH2: &str = "3c377dd00c701e093b9b4fd1357a22b8e9c63aef72982bd6c6f66d09d2ee41b8";
+        const AT1: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzZXNzaW9uSGFuZGxlIjoiMzkyNjJkNDAtZWM1My0xMWYxLThhYmQtZGQxNjk5OWJiZDhlIiwidXNlcklkIjoidXNlci0xIiwicnQiOiJkMDkyNTZjNWRiOTRlZmFlNWFkMmMyOTlmZjJjMDBjMWUyN2U3ZWQ3MTliMjgzN2MwM2JhYjYyNzU4MzM3YmQxIiwiYW50aUNzcmZUb2tlbiI6IjM5MjczZWIwLWVjNTMtMTFmMS04YWJkLWRkMTY5OTliYmQ4ZSIsImV4cGlyeVRpbWUiOjE3OTU5OTc3NjMwNTEsInVzZXJQYXlsb2FkIjp7InJvbGUiOiJhZG1pbiIsIm4iOjF9fQ==.677659258888c08677e98c4d26044e9da87761214fb505473e6fa5135ce9f1f8";
+        const RT1: &str = "9MMARgHCv2rP7nVG+NY2s+mp5L01VlEfNYie3IZkYSWMPbPRR6elu9itAWWIGfRMkzCT2hNevvdwModdkLJ6Wl1+MChLdJLYjoSzF3/3bhr6YNHhtJqj6AQzbBVgb1eE4Qv17mNVp+/iQiFpiQ1D2p8JSg3ZKHpEq/s856FzAfiRtEjurXDUGwJFGwsNKjVZXbe5w1Y7HGtlBWX9sgB+ycXOzckzzOvOo/PphEmoRwizKuOnX+OZA8ddt2kC+pF1qzNnCpnjyZnAuWqFvnfd4BqurA9qe7hjkDchx/SrsaNmCv+Hnf3na3nRNoIxg+yaAes1dGQ=.133f94d9d44e9c87b34bc075ba4dcff2ce503dbb1b021855cf59df8b52eff480";
+        const AT2: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzZXNzaW9uSGFuZGxlIjoiMzkyNjJkNDAtZWM1My0xMWYxLThhYmQtZGQxNjk5OWJiZDhlIiwidXNlcklkIjoidXNlci0xIiwicnQiOiIwNjM3MmU4ZTZiMGRjNDY2MmZhYjk5ODFjYmQ4MDA4NjAzNThkOGI4Mjk1ZGM0YjI3YjIyYjE3ZDg1OWFmYjBjIiwiYW50aUNzcmZUb2tlbiI6IjNiZDhjYTIwLWVjNTMtMTFmMS04YWJkLWRkMTY5OTliYmQ4ZSIsInBydCI6ImQwOTI1NmM1ZGI5NGVmYWU1YWQyYzI5OWZmMmMwMGMxZTI3ZTdlZDcxOWIyODM3YzAzYmFiNjI3NTgzMzdiZDEiLCJleHBpcnlUaW1lIjoxNzk1OTk3NzY3NTcwLCJ1c2VyUGF5bG9hZCI6eyJyb2xlIjoiYWRtaW4iLCJuIjoxfX0=.b299d3e3c6c0086102f096d423c582aa2174e0fc7d72cb1d7c524265c2390529";
+        const RT2: &str = "AdCS80WSIqgCklHsHnNAeXcPwjqkN48faflHBoK9bLhzapom5b8MJa3aGfHhig6faXN7dgfTiGM2Q3VIs1fPZUoHvZm2Enr5d3PgN6kB7MiLY7J/izI0B7VORlaVAQy2DHpua+KwROxAc8Fh5F4ouVSDis+tY1FaPod3vvrF+fTyaqqCa/BRSbvYi61xhkHU6iM4ggT29/wuM3nmhoTGCMuJ7MJiuxVHNVACH+/6DfmITd65iGEfuFv/+ZdSF45A9CX369g0ZQIXcPNK8PQStb4sF96DtfWKolca8xszqIX2UiXaSkF5t4AHcauj926JR/qg0hKS3tVmPV6JafC3iAg5S4opyMum1y9SDPaRaOjykd8VaZ8Eo+kduJKKwSGQ74UevpOOuVeBmArPg8/NL/++sijOOeJFeORSbuZf.03f2066a6c4db182b8dc9baef147b1645d99b4c402ed2a7fdcfab2a248518913";
+        const AT3: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzZXNzaW9uSGFuZGxlIjoiM2JkYmZlNzAtZWM1My0xMWYxLThhYmQtZGQxNjk5OWJiZDhlIiwidXNlcklkIjo0MiwicnQiOiJiMjNlODAzYzY1ZmQ3NmMxNzU5MTRhZjAyODhjNTRmNGI4OTcwNzhjYzhkNmMwNDZmNzU3YTExYjgyMTk3NDIyIiwiYW50aUNzcmZUb2tlbiI6IjNiZGJmZTcyLWVjNTMtMTFmMS04YWJkLWRkMTY5OTliYmQ4ZSIsImV4cGlyeVRpbWUiOjE3OTU5OTc3Njc1OTF9.d3a069d1729bbc14ba25332fdaccdaf3584c56a8c5589cb2d0968dd96e8a7ae8";
+        const RT3: &str = "0o/zkDqpXQ7pDIf3q5SXrRPQQeDwaih+CAPOg3v5xl4ZUhjN2kofrYIqdQB0/kdU+jHdrFPTKrQEaebw5O9FwipyqxIxd3hiJ8SQ6y4fdxQilia0u28MjUiwaAKMCWrk0GvedGM8vWYoEBlWeNMQnvH7/yXf+GD088XxiSeKyrgO6asHT/KSrAwqWBOwXOnMYPUJYcoy7rzwCTpc4Nsq68KI+kxOX76PzMTyw4QKfPFMzXCUT4ExEjS2VZblmrSwWOLZkh2Jb3M2szDXRWIZvDjRzmifSnxIMPr73POOrn37SXjaDNXCY/eFEaNF5+A=.d36622fcbe15740525c61f4e694f84250a0f699544d27d82b350324d136529c3";
+
+        #[test]
+        fn access_tokens_verify() {
+            assert!(is_legacy_access_token(AT1));
+            let c = verify_access(AT1, ACCESS_KEY, 1_795_997_763_051, true).unwrap();
+            assert_eq!(c.session_handle, HANDLE);
+            assert_eq!(c.user_id, json!("user-1"));
+            assert_eq!(
+                c.anti_csrf.as_deref(),
+                Some("39273eb0-ec53-11f1-8abd-dd16999bbd8e")
+            );
+            assert_eq!(c.user_payload, Some(json!({"role": "admin", "n": 1})));
+            assert_eq!(c.prt, None);
+            assert_eq!(c.rt, sha256_hex(RT1));
+            assert_eq!(
+                verify_access(AT1, ACCESS_KEY, 1_795_997_763_052, true),
+                Err(LegacyAccessError::Expired)
+            );
+            assert_eq!(
+                verify_access(AT1, REFRESH_KEY, 0, true),
+                Err(LegacyAccessError::BadSignature)
+            );
+            let child = verify_access(AT2, ACCESS_KEY, 0, true).unwrap();
+            assert_eq!(child.prt, Some(sha256_hex(RT1)));
+            let numeric = verify_access(AT3, ACCESS_KEY, 0, true).unwrap();
+            assert_eq!(user_id_text(&numeric.user_id), "42");
+            assert_eq!(numeric.user_payload, None);
+            // Our minting reproduces the library's bytes.
+            assert_eq!(mint_access(&c, ACCESS_KEY), AT1);
+        }
+
+        #[test]
+        fn refresh_tokens_decrypt_and_follow_the_rule() {
+            let parent = decrypt_refresh(RT1, REFRESH_KEY).unwrap();
+            assert_eq!(parent.session_handle, HANDLE);
+            assert_eq!(parent.user_id, json!("user-1"));
+            assert_eq!(parent.prt, None);
+            assert_eq!(hash2(RT1), ROW_HASH2);
+            assert_eq!(standing(RT1, &parent, ROW_HASH2), LegacyStanding::Parent);
+            let child = decrypt_refresh(RT2, REFRESH_KEY).unwrap();
+            assert_eq!(child.prt, Some(sha256_hex(RT1)));
+            assert_eq!(
+                standing(RT2, &child, ROW_HASH2),
+                LegacyStanding::ChildOfParent
+            );
+            assert_eq!(
+                standing(RT1, &parent, &hash2(RT2)),
+                LegacyStanding::Theft,
+                "the old parent after the child was promoted"
+            );
+            let numeric = decrypt_refresh(RT3, REFRESH_KEY).unwrap();
+            assert_eq!(numeric.user_id, json!(42));
+            assert_eq!(decode_user_id(r#"{"i":42}"#), numeric.user_id);
+            assert_eq!(
+                hash2(RT3),
+                "3545bca7b75f58505f1aad3919d3ff79b1e55b0528efb02e322fb0896cfaba48"
+            );
+            assert_eq!(
+                decrypt_refresh(RT1, ACCESS_KEY),
+                Err(LegacyRefreshError::Undecryptable)
+            );
+            assert!(uuid_bytes(HANDLE).is_some());
+        }
+    }
 }
