@@ -104,7 +104,7 @@ pub fn validate(
                 Err(e) => {
                     problems.push(ConfigProblem::new(
                         "legacy.accept_until",
-                        &format!("not an RFC 3339 date and time: {e}"),
+                        format!("not an RFC 3339 date and time: {e}"),
                         format!("{s:?}"),
                         "e.g. \"2027-01-31T00:00:00Z\"",
                     ));

@@ -470,7 +470,14 @@ mod tests {
         );
         let mut tampered = good.clone();
         tampered.replace_range(40..41, "A");
-        let cases: Vec<(&str, String, Millis, bool, Result<(), LegacyAccessError>)> = vec![
+        type Case = (
+            &'static str,
+            String,
+            Millis,
+            bool,
+            Result<(), LegacyAccessError>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "valid at exactly expiryTime",
                 good.clone(),
