@@ -297,7 +297,7 @@ async fn dispatch(cmd: Command) -> ExitCode {
                 .map_err(|e| fail(&e, EXIT_CONFIG))?
                 .ok_or_else(|| fail(&"no [legacy] section is on", EXIT_CONFIG))?;
                 let status = legacy.status().await;
-                legacy.store().close().await;
+                legacy.close().await;
                 store.inner().close(std::time::Duration::from_secs(5)).await;
                 let status = status.map_err(|e| fail(&e, EXIT_UNAVAILABLE))?;
                 println!("legacy sessions remaining: {}", status.remaining);

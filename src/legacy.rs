@@ -88,8 +88,9 @@ impl Legacy {
         self
     }
 
-    pub fn store(&self) -> &Arc<LegacyStore> {
-        &self.store
+    /// Closes the library pool's connections.
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 
     async fn on_store<T, F, Fut>(&self, op: F) -> StoreResult<T>
