@@ -143,7 +143,9 @@ pub async fn start_on(
         idle_timeout: cfg.server.idle_timeout,
         grace: cfg.server.shutdown_grace,
     };
-    let state = AppState::new(cfg, sessions, metrics, clock);
+    let legacy = crate::legacy::Legacy::open(&cfg, metrics.clone(), clock.clone())?
+        .map(|l| Arc::new(l.with_store_runtime(tokio::runtime::Handle::current())));
+    let state = AppState::new(cfg, sessions, metrics, clock).with_legacy(legacy);
     let (stop, stop_rx) = watch::channel(false);
     if is_sqlite {
         startup::attempt(&state).await?;

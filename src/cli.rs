@@ -85,6 +85,18 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The takeover of the original library's sessions (`[legacy]`).
+    Legacy {
+        #[command(subcommand)]
+        command: LegacyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LegacyCommand {
+    /// Print how many of the library's sessions remain unexpired and when the last one was
+    /// converted (the `[legacy]` section can go once none remain).
+    Status(ConfigArg),
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -122,6 +134,9 @@ impl Command {
             Command::Health(h) => Some(&mut h.config),
             Command::Keys {
                 command: KeysCommand::Rotate(a),
+            } => Some(a),
+            Command::Legacy {
+                command: LegacyCommand::Status(a),
             } => Some(a),
             Command::Demo(_) => None,
         }
@@ -256,6 +271,43 @@ async fn dispatch(cmd: Command) -> ExitCode {
                     .await
                     .map_err(|e| fail(&e, EXIT_UNAVAILABLE))?;
                 println!("signing key is now {kid}");
+                Ok(ExitCode::SUCCESS)
+            }
+            .await
+        }
+        Command::Legacy {
+            command: LegacyCommand::Status(arg),
+        } => {
+            async {
+                let cfg = load_config(&arg)?;
+                let fail = |e: &dyn std::fmt::Display, code: u8| {
+                    eprintln!("error: {e}");
+                    ExitCode::from(code)
+                };
+                if cfg.legacy.is_none() {
+                    return Err(fail(&"no [legacy] section is on", EXIT_CONFIG));
+                }
+                // The conversions table is the store's (migration 2).
+                let store = open_migrated(&cfg, cfg.store.auto_migrate).await?;
+                let legacy = crate::legacy::Legacy::open(
+                    &cfg,
+                    crate::metrics::Metrics::new(),
+                    Clock::system(),
+                )
+                .map_err(|e| fail(&e, EXIT_CONFIG))?
+                .ok_or_else(|| fail(&"no [legacy] section is on", EXIT_CONFIG))?;
+                let status = legacy.status().await;
+                legacy.close().await;
+                store.inner().close(std::time::Duration::from_secs(5)).await;
+                let status = status.map_err(|e| fail(&e, EXIT_UNAVAILABLE))?;
+                println!("legacy sessions remaining: {}", status.remaining);
+                match status
+                    .last_conversion
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                {
+                    Some(t) => println!("last legacy conversion: {}", t.to_rfc3339()),
+                    None => println!("last legacy conversion: never"),
+                }
                 Ok(ExitCode::SUCCESS)
             }
             .await

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod http;
 pub mod jobs;
 pub mod keys;
+pub mod legacy;
 pub mod logging;
 pub mod metrics;
 pub mod otel;

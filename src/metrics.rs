@@ -79,6 +79,24 @@ label_enum! {
 }
 
 label_enum! {
+    /// `legacy_conversions_total{outcome}`: what a refresh with the original library's token
+    /// came to (`[legacy]`).
+    LegacyConversion {
+        /// The library's session became a native one.
+        Converted => "converted",
+        /// The converting token again within the grace window: the same answer.
+        GraceReplay => "grace_replay",
+        /// A stale token of a converted session, or the library's own theft rule.
+        Theft => "theft",
+        /// Unknown, expired or revoked session, user mismatch, or past `accept_until`.
+        Unauthorised => "unauthorised",
+        /// Does not decrypt under the library's key: nothing is revoked.
+        Forged => "forged",
+        StoreUnavailable => "store_unavailable",
+    }
+}
+
+label_enum! {
     /// `config_reloads_total{result}`.
     ReloadResult {
         Ok => "ok",
@@ -196,6 +214,9 @@ pub struct Metrics {
     pub job_runs_total: IntCounterVec,
     pub job_duration_seconds: HistogramVec,
     pub token_theft_total: IntCounter,
+    /// Requests and refreshes that carried an original-library token (`[legacy]`).
+    pub legacy_requests_total: IntCounter,
+    pub legacy_conversions_total: IntCounterVec,
     /// Connections the public listener closed on its own: `header_timeout`, `idle_timeout`,
     /// `per_ip_limit`.
     pub connections_closed_total: IntCounterVec,
@@ -409,6 +430,17 @@ impl Metrics {
                 &["job"],
             ),
             token_theft_total: counter(&r, "token_theft_total", "Refresh-token thefts detected"),
+            legacy_requests_total: counter(
+                &r,
+                "legacy_requests_total",
+                "Requests carrying an original-library access or refresh token",
+            ),
+            legacy_conversions_total: counter_vec(
+                &r,
+                "legacy_conversions_total",
+                "Refreshes with an original-library refresh token, by outcome",
+                &["outcome"],
+            ),
             connections_closed_total: counter_vec(
                 &r,
                 "connections_closed_total",
@@ -515,6 +547,12 @@ impl Metrics {
                 .with_label_values(&[listener.as_str()]),
             public: (listener == Listener::Public).then(|| self.clone()),
         }
+    }
+
+    pub fn legacy_conversion(&self, outcome: LegacyConversion) {
+        self.legacy_conversions_total
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
     /// Prometheus text exposition of every metric.
@@ -671,6 +709,17 @@ mod tests {
         check(
             SpanDrop::ALL.iter().map(|o| o.as_str()).collect(),
             &["queue_full", "export_failed"],
+        );
+        check(
+            LegacyConversion::ALL.iter().map(|o| o.as_str()).collect(),
+            &[
+                "converted",
+                "grace_replay",
+                "theft",
+                "unauthorised",
+                "forged",
+                "store_unavailable",
+            ],
         );
     }
 }

@@ -421,6 +421,10 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
         &self.keys
     }
 
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
     /// The revoked-session set, when blacklisting is on (startup and the feed poll fill it).
     pub fn blacklist(&self) -> Option<&Arc<Blacklist>> {
         self.blacklist.as_ref()
@@ -483,7 +487,7 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
 
     /// Mints the tokens that go with `token` for the session in `record`. Deterministic in
     /// (`record`, `token`, signing key), so a grace replay repeats the first answer.
-    fn issue(
+    pub(crate) fn issue(
         &self,
         record: &SessionRecord,
         token: &RefreshToken,
@@ -541,7 +545,7 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
         };
         let child = token.child(rk);
         let req = RefreshRequest {
-            handle: token.handle.to_text(),
+            handle: token.handle_text(),
             presented: token.presented(),
             child_hash: child.hash(),
             now: self.clock.now_ms(),
@@ -694,7 +698,7 @@ impl<S: SessionStore + KeyStore + Send + Sync + 'static> Sessions<S> {
     pub fn refresh_token_handle(&self, token: &str) -> Option<String> {
         let ring = self.keys.ring().ok()?;
         let token = RefreshToken::parse(token, ring.refresh_key()).ok()?;
-        Some(token.handle.to_text())
+        Some(token.handle_text())
     }
 
     /// The live session `handle`, if there is one.

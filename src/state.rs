@@ -48,6 +48,8 @@ pub struct Inner {
     pub rate_limits: Arc<RateLimits>,
     /// The trace exporter's handle (`[tracing]`), shared by every generation; `None`: off.
     pub tracer: Option<Tracer>,
+    /// `[legacy]`: the original library's sessions being taken over (process-scoped).
+    pub legacy: Option<Arc<crate::legacy::Legacy>>,
     /// Shared by every generation.
     draining: Arc<AtomicBool>,
 }
@@ -80,6 +82,7 @@ impl AppState {
             clock,
             rate_limits,
             tracer,
+            legacy: None,
             draining: Arc::new(AtomicBool::new(false)),
         }))
     }
@@ -110,8 +113,20 @@ impl AppState {
             clock: self.clock.clone(),
             rate_limits: self.rate_limits.clone(),
             tracer: self.tracer.clone(),
+            legacy: self.legacy.clone(),
             draining: self.draining.clone(),
         }))
+    }
+
+    /// The first generation with the `[legacy]` takeover (`app.rs`, before any clone).
+    pub fn with_legacy(self, legacy: Option<Arc<crate::legacy::Legacy>>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.legacy = legacy;
+                Self(Arc::new(inner))
+            }
+            Err(shared) => Self(shared),
+        }
     }
 
     /// Marks the instance as shutting down (readiness turns 503).

@@ -36,7 +36,7 @@ pub const CONFIG_PATH_ENV: &str = "SESSIONGATE_CONFIG";
 pub const ENV_PREFIX: &str = "SESSIONGATE_";
 /// The top-level sections of the configuration ([`RawConfig`]'s fields). Only a
 /// `SESSIONGATE_…` variable that names one of them (see [`env_override`]) is an override.
-pub const SECTIONS: [&str; 14] = [
+pub const SECTIONS: [&str; 15] = [
     "server",
     "store",
     "tokens",
@@ -51,6 +51,7 @@ pub const SECTIONS: [&str; 14] = [
     "routes",
     "events",
     "rate_limits",
+    "legacy",
 ];
 
 /// What a `SESSIONGATE_…` environment variable is to the loader.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod legacy;
 pub mod load;
 mod problem;
 pub mod raw;
@@ -48,6 +49,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub events: EventsConfig,
     pub rate_limits: RateLimitsConfig,
+    /// `[legacy]`: the original library's sessions to take over (issue 14); `None` when off.
+    pub legacy: Option<legacy::LegacyConfig>,
 }
 
 /// `[forward_auth]`: the endpoint front proxies (nginx `auth_request`, Caddy `forward_auth`,

@@ -49,6 +49,7 @@ pub struct RawConfig {
     pub routes: Option<Vec<RawRoute>>,
     pub events: Option<RawEvents>,
     pub rate_limits: Option<RawRateLimits>,
+    pub legacy: Option<super::legacy::RawLegacy>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

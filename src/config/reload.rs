@@ -31,6 +31,7 @@
 //! - `rate_limits.*`: the buckets are process-scoped (a reload must not refill them).
 //! - `tracing.*`: the exporter task and its tracer are started once, with the sampling ratio
 //!   and service name (`otel::Tracer`).
+//! - `legacy.*`: the legacy key cache and the takeover's pool are built once, at start.
 
 use super::Config;
 
@@ -42,7 +43,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let (ok, nk) = (&oa.signing_key, &na.signing_key);
     let (or, nr) = (&ot.refresh_token, &nt.refresh_token);
     let (oi, ni) = (&old.identity, &new.identity);
-    let checks: [(&'static str, bool); 30] = [
+    let checks: [(&'static str, bool); 31] = [
         ("server.listen", os.listen != ns.listen),
         ("server.admin_listen", os.admin_listen != ns.admin_listen),
         ("server.tls", os.tls.is_some() != ns.tls.is_some()),
@@ -145,6 +146,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             "identity.jwt_payload_header",
             oi.jwt_payload_header != ni.jwt_payload_header,
         ),
+        ("legacy", old.legacy != new.legacy),
     ];
     let mut changed: Vec<&'static str> = checks
         .into_iter()
@@ -196,6 +198,7 @@ pub fn apply_live(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
     next.events = old.events.clone();
     next.rate_limits = old.rate_limits.clone();
     next.tracing = old.tracing.clone();
+    next.legacy = old.legacy.clone();
     (next, changed)
 }
 
@@ -317,6 +320,18 @@ upstream = "http://127.0.0.1:9000"
                 })
             },
             &["tokens.access_token.signing_key.secret_file"],
+        );
+        check(
+            |c| {
+                c.legacy = Some(crate::config::legacy::LegacyConfig {
+                    url: "mysql://root@127.0.0.1/db".into(),
+                    database: "db".into(),
+                    refresh_token_table: "refresh_token".into(),
+                    signing_key_table: "signing_key".into(),
+                    accept_until_ms: None,
+                })
+            },
+            &["legacy"],
         );
         check(
             |c| c.tokens.access_token.signing_key.algorithm = SigningAlgorithm::EdDsa,

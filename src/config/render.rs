@@ -214,6 +214,18 @@ fn write_config(out: &mut String, c: &Config) -> std::fmt::Result {
     }
     writeln!(out, "sample_ratio = {:?}", c.tracing.sample_ratio)?;
     writeln!(out, "service_name = {}", q(&c.tracing.service_name))?;
+    if let Some(l) = &c.legacy {
+        writeln!(out, "\n[legacy]")?;
+        writeln!(out, "url = {}", q(&super::mask_url_password(&l.url)))?;
+        writeln!(out, "refresh_token_table = {}", q(&l.refresh_token_table))?;
+        writeln!(out, "signing_key_table = {}", q(&l.signing_key_table))?;
+        if let Some(t) = l
+            .accept_until_ms
+            .and_then(chrono::DateTime::from_timestamp_millis)
+        {
+            writeln!(out, "accept_until = {}", q(&t.to_rfc3339()))?;
+        }
+    }
 
     for r in &c.routes {
         writeln!(out, "\n[[routes]]")?;

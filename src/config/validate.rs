@@ -303,6 +303,8 @@ impl Validator {
         let routes = self.routes(raw.routes, forward_auth.path.is_some());
         let events = self.events(raw.events.unwrap_or_default());
         let rate_limits = self.rate_limits(raw.rate_limits.unwrap_or_default());
+        let (legacy, problems) = super::legacy::validate(raw.legacy, &store);
+        self.problems.extend(problems);
 
         if let Some(logout) = &session.logout_path {
             if *logout == tokens.refresh_token.renew_path {
@@ -330,6 +332,7 @@ impl Validator {
             routes,
             events,
             rate_limits,
+            legacy,
         }
     }
 

@@ -106,7 +106,15 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
     let Some(token) = cookies::cookie(h, cookies::ACCESS) else {
         return decide(AuthOutcome::MissingAccessToken, Auth::TryRefresh);
     };
-    let claims = match state.sessions.verify(&token).await {
+    let verdict = match &state.legacy {
+        Some(legacy) => legacy.verify(&token).await,
+        None => None,
+    };
+    let verdict = match verdict {
+        Some(v) => v,
+        None => state.sessions.verify(&token).await,
+    };
+    let claims = match verdict {
         Ok(c) => c,
         Err(e) => {
             let outcome = match e {

@@ -71,7 +71,15 @@ pub(super) async fn refresh_endpoint(
         (None, Some(rt), Some(_)) => Some(rt),
         _ => None,
     };
-    let (mut resp, session) = match state.sessions.refresh(presented.as_deref()).await? {
+    let legacy = match (&state.legacy, presented.as_deref()) {
+        (Some(l), Some(rt)) => l.refresh(&state.sessions, rt).await,
+        _ => None,
+    };
+    let result = match legacy {
+        Some(r) => r?,
+        None => state.sessions.refresh(presented.as_deref()).await?,
+    };
+    let (mut resp, session) = match result {
         RefreshResult::Rotated(session) | RefreshResult::GraceReplay(session) => {
             let resp = json_response(StatusCode::OK, &serde_json::json!({}));
             (resp, Some(session))

@@ -19,17 +19,31 @@ pub struct Migration {
     sql: &'static str,
 }
 
-pub const MYSQL: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/mysql/0001_init.sql"),
-}];
+pub const MYSQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/mysql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "legacy_conversions",
+        sql: include_str!("../../migrations/mysql/0002_legacy_conversions.sql"),
+    },
+];
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "legacy_conversions",
+        sql: include_str!("../../migrations/sqlite/0002_legacy_conversions.sql"),
+    },
+];
 
 impl Migration {
     /// The migration's statements with table names filled in, comments removed.

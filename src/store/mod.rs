@@ -23,6 +23,7 @@ use crate::session::rotation::{
 pub use sessiongate_core::keys::{KeyPurpose, StoredKey};
 
 pub mod guarded;
+pub mod legacy;
 pub mod migrate;
 pub mod mysql;
 mod sql;

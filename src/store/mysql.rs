@@ -45,7 +45,7 @@ pub struct MysqlStore {
 
 /// Lock wait timeout (1205) and deadlock (1213) are conflicts the store retries; lost or
 /// refused connections are unavailability; the rest are query errors.
-fn mysql_err(e: mysql_async::Error) -> StoreError {
+pub(super) fn mysql_err(e: mysql_async::Error) -> StoreError {
     match e {
         mysql_async::Error::Server(ref s) if matches!(s.code, 1205 | 1213) => {
             StoreError::Conflict(e.to_string())

@@ -48,7 +48,7 @@ impl Dialect {
 }
 
 /// The session columns, in the order [`super::RawSession`] lists them (same in both schemas).
-const SESSION_COLS: &str = "session_handle, user_id, generation, current_hash, \
+pub(crate) const SESSION_COLS: &str = "session_handle, user_id, generation, current_hash, \
      previous_hash, rotated_at_ms, session_data, jwt_payload, created_at_ms, expires_at_ms";
 
 /// The statements on the configured tables, with their parameters in order.

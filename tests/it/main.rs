@@ -30,6 +30,7 @@ mod header_tokens;
 mod idle_memory;
 mod keys;
 mod layering;
+mod legacy;
 mod logs;
 mod metrics_flow;
 mod multi_instance;

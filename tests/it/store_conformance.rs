@@ -532,13 +532,16 @@ async fn sqlite_store(db: &TestSqlite) -> SqliteStore {
     let s = SqliteStore::open(Some(&db.path()), &TableNames::default())
         .await
         .unwrap();
-    assert_eq!(s.migrate().await.unwrap(), 1);
+    assert_eq!(
+        s.migrate().await.unwrap(),
+        sessiongate::store::migrate::SQLITE.len()
+    );
     s
 }
 
 async fn mysql_store(db: &TestMysql, limit: u32) -> MysqlStore {
     let s = MysqlStore::open(&db.url(), limit, &TableNames::default()).unwrap();
-    assert!(s.migrate().await.unwrap() <= 1);
+    assert!(s.migrate().await.unwrap() <= sessiongate::store::migrate::MYSQL.len());
     s
 }
 
@@ -629,6 +632,7 @@ async fn mysql_migration_creates_indexes() {
         names,
         vec![
             "refresh_token",
+            "sessiongate_legacy_conversions",
             "sessiongate_migrations",
             "sessiongate_revocation",
             "signing_key"
@@ -651,7 +655,10 @@ async fn mysql_custom_table_names() {
         refresh_tokens: "rt_custom".into(),
     };
     let s = MysqlStore::open(&db.url(), 4, &t).unwrap();
-    assert_eq!(s.migrate().await.unwrap(), 1);
+    assert_eq!(
+        s.migrate().await.unwrap(),
+        sessiongate::store::migrate::MYSQL.len()
+    );
     s.create_session(new_session("h1", "alice", 1, T0 + HOUR))
         .await
         .unwrap();
@@ -773,14 +780,20 @@ async fn open_by_config_url() {
     };
     let s = sessiongate::store::open(&cfg).await.unwrap();
     assert!(matches!(s, AnyStore::Sqlite(_)));
-    assert_eq!(s.migrate().await.unwrap(), 1);
+    assert_eq!(
+        s.migrate().await.unwrap(),
+        sessiongate::store::migrate::SQLITE.len()
+    );
     let mem = sessiongate::store::open(&StoreConfig {
         url: StoreUrl::SqliteMemory,
         ..cfg
     })
     .await
     .unwrap();
-    assert_eq!(mem.migrate().await.unwrap(), 1);
+    assert_eq!(
+        mem.migrate().await.unwrap(),
+        sessiongate::store::migrate::SQLITE.len()
+    );
     mem.create_session(new_session("m", "u", 1, T0 + HOUR))
         .await
         .unwrap();

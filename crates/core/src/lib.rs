@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod legacy;
 pub mod session;
 
 pub use keys::ring::SigningAlgorithm;

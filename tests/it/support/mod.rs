@@ -11,6 +11,7 @@
 //! - `process`: the real `sessiongate` binary as a child process;
 //! - `wire`: raw HTTP/1.1 exchanges, head readers and h2c clients;
 //! - `front`: real nginx and Caddy as front proxies (forward auth).
+//! - `legacy`: the original library's app (`tests/legacy`, Node) on a test database.
 
 pub mod client;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod db;
 pub mod front;
 pub mod gateway;
 pub mod jar;
+pub mod legacy;
 pub mod process;
 pub mod upstream;
 pub mod wire;

@@ -18,6 +18,10 @@ use crate::keys::RefreshKey;
 use crate::session::rotation::{Presented, TokenHash};
 
 const VERSION: u8 = 1;
+/// A token of a session taken over from the original library (`crate::legacy`): the same
+/// layout, but the 16 handle bytes are the library's UUID and the handle's text is that UUID.
+const VERSION_UUID: u8 = 2;
+const CONVERT_LABEL: &[u8] = b"sessiongate/legacy-convert/v1";
 const BODY_LEN: usize = 1 + 16 + 8 + 16;
 const TOKEN_LEN: usize = BODY_LEN + 32;
 const MAC_LABEL: &[u8] = b"sessiongate/refresh-token/v1";
@@ -62,17 +66,38 @@ pub enum RefreshTokenError {
 impl RefreshToken {
     /// The first token of a new session; `secret` must come from a CSPRNG.
     pub fn root(key: &RefreshKey, handle: SessionHandle, secret: [u8; 16]) -> Self {
-        Self::assemble(key, handle, 0, secret)
+        Self::assemble(key, VERSION, handle, 0, secret)
+    }
+
+    /// The first native token of a session converted from the original library: its handle
+    /// is the library's UUID (shown as that UUID, see [`RefreshToken::handle_text`]) and its
+    /// secret a keyed MAC of the library token it replaces, so converting the same library
+    /// token again yields the same token.
+    pub fn converted(key: &RefreshKey, uuid: [u8; 16], legacy_token: &str) -> Self {
+        let mac = key.mac(CONVERT_LABEL, &[legacy_token.as_bytes()]);
+        let secret: [u8; 16] = mac[..16].try_into().expect("16 bytes");
+        Self::assemble(key, VERSION_UUID, SessionHandle(uuid), 0, secret)
+    }
+
+    /// The handle as the store names the session: base64url, or the UUID text for a session
+    /// converted from the original library.
+    pub fn handle_text(&self) -> String {
+        if self.raw[0] == VERSION_UUID {
+            crate::legacy::uuid_text(&self.handle.0)
+        } else {
+            self.handle.to_text()
+        }
     }
 
     fn assemble(
         key: &RefreshKey,
+        version: u8,
         handle: SessionHandle,
         generation: u64,
         secret: [u8; 16],
     ) -> Self {
         let mut raw = [0u8; TOKEN_LEN];
-        raw[0] = VERSION;
+        raw[0] = version;
         raw[1..17].copy_from_slice(&handle.0);
         raw[17..25].copy_from_slice(&generation.to_be_bytes());
         raw[25..41].copy_from_slice(&secret);
@@ -94,7 +119,7 @@ impl RefreshToken {
             .decode(text)
             .map_err(|_| RefreshTokenError::Malformed)?;
         let raw: [u8; TOKEN_LEN] = bytes.try_into().map_err(|_| RefreshTokenError::Malformed)?;
-        if raw[0] != VERSION {
+        if raw[0] != VERSION && raw[0] != VERSION_UUID {
             return Err(RefreshTokenError::Malformed);
         }
         if !key.verify(MAC_LABEL, &[&raw[..BODY_LEN]], &raw[BODY_LEN..]) {
@@ -113,7 +138,7 @@ impl RefreshToken {
     pub fn child(&self, key: &RefreshKey) -> Self {
         let mac = key.mac(CHILD_LABEL, &[&self.raw]);
         let secret: [u8; 16] = mac[..16].try_into().expect("16 bytes");
-        Self::assemble(key, self.handle, self.generation + 1, secret)
+        Self::assemble(key, self.raw[0], self.handle, self.generation + 1, secret)
     }
 
     pub fn to_text(&self) -> String {
@@ -183,7 +208,7 @@ mod tests {
         raw[24] ^= 1;
         let bumped = B64URL.encode(&raw);
         let mut raw = B64URL.decode(&text).unwrap();
-        raw[0] = 2;
+        raw[0] = 3;
         let wrong_version = B64URL.encode(&raw);
         let check = |t: &str, want: RefreshTokenError| {
             assert_eq!(RefreshToken::parse(t, &k).unwrap_err(), want, "{t}");
@@ -195,6 +220,22 @@ mod tests {
         check(&text[..97], RefreshTokenError::Malformed);
         check(&format!("{}=", &text[..97]), RefreshTokenError::Malformed);
         check(&"é".repeat(49), RefreshTokenError::Malformed);
+    }
+
+    #[test]
+    fn converted_tokens_keep_the_uuid_handle() {
+        let k = key(1);
+        let uuid = crate::legacy::uuid_bytes("1a1de700-e9d1-11f1-909a-37e6c8fceaa4").unwrap();
+        let t = RefreshToken::converted(&k, uuid, "legacy.token");
+        assert_eq!(t, RefreshToken::converted(&k, uuid, "legacy.token"));
+        assert_ne!(t, RefreshToken::converted(&k, uuid, "legacy.other"));
+        let parsed = RefreshToken::parse(&t.to_text(), &k).unwrap();
+        assert_eq!(parsed.handle_text(), "1a1de700-e9d1-11f1-909a-37e6c8fceaa4");
+        let child = parsed.child(&k);
+        assert_eq!(child.handle_text(), "1a1de700-e9d1-11f1-909a-37e6c8fceaa4");
+        assert_eq!(child.generation, 1);
+        let native = RefreshToken::root(&k, H, [3; 16]);
+        assert_eq!(native.handle_text(), H.to_text());
     }
 
     #[test]
