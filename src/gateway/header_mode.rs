@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
-use super::{clear_session, set_header, set_session};
+use super::{clear_session, set_issued_headers, set_session};
 use crate::config::TokenTransfer;
 use crate::http::bearer;
 use crate::http::cookies::{EXPOSE, ID_REFRESH_HEADER};
@@ -120,16 +120,7 @@ pub(super) fn issue(state: &AppState, h: &mut HeaderMap, s: &IssuedSession, in_h
         return set_session(state, h, s);
     }
     bearer::set_tokens(h, &s.access_token, Some(&s.refresh_token));
-    set_header(
-        h,
-        ID_REFRESH_HEADER,
-        &format!("{};{}", s.id_refresh_token, s.session_expires_at),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSE),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set_issued_headers(h, s);
 }
 
 /// A re-issued access token alone (`sessiongate-update-payload`), in a header when the

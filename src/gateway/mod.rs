@@ -464,6 +464,12 @@ fn set_session(state: &AppState, h: &mut HeaderMap, s: &IssuedSession) {
     if let Some(t) = &s.anti_csrf {
         set_header(h, ANTI_CSRF, t);
     }
+    set_issued_headers(h, s);
+}
+
+/// What every answer that issues a session carries, in cookies or in headers:
+/// `id-refresh-token`, the exposed header names and `Cache-Control: no-store`.
+fn set_issued_headers(h: &mut HeaderMap, s: &IssuedSession) {
     set_header(
         h,
         ID_REFRESH_HEADER,
