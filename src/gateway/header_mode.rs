@@ -25,12 +25,12 @@
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderName, HeaderValue};
+use http::{header, HeaderMap, HeaderValue};
 
-use super::{clear_session, set_issued_headers, set_session};
+use super::{clear_session, set_cleared_headers, set_issued_headers, set_session};
 use crate::config::TokenTransfer;
 use crate::http::bearer;
-use crate::http::cookies::{EXPOSE, ID_REFRESH_HEADER};
+use crate::http::cookies::EXPOSE;
 use crate::session::access::{AccessClaims, AccessError};
 use crate::sessions::IssuedSession;
 use crate::state::AppState;
@@ -144,12 +144,5 @@ pub(super) fn clear(state: &AppState, h: &mut HeaderMap, in_headers: bool) {
         return clear_session(state, h);
     }
     bearer::clear_tokens(h);
-    h.insert(
-        HeaderName::from_static(ID_REFRESH_HEADER),
-        HeaderValue::from_static("remove"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSE),
-    );
+    set_cleared_headers(h);
 }

@@ -487,6 +487,12 @@ fn clear_session(state: &AppState, h: &mut HeaderMap) {
     for c in cookies::clearing_cookies(&state.cookies) {
         h.append(header::SET_COOKIE, c);
     }
+    set_cleared_headers(h);
+}
+
+/// What every answer that ends a session carries, in cookies or in headers:
+/// `id-refresh-token: remove` and the exposed header names.
+fn set_cleared_headers(h: &mut HeaderMap) {
     h.insert(
         HeaderName::from_static(ID_REFRESH_HEADER),
         HeaderValue::from_static("remove"),
