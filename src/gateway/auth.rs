@@ -82,6 +82,17 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
         state.metrics.auth_decision(outcome);
         auth
     };
+    // The last two checks of a verified token, whatever carried it: the blacklist, then the
+    // route's `require_claims`.
+    let admit = |claims: Arc<AccessClaims>| {
+        if state.sessions.is_revoked(&claims.sid) {
+            return decide(AuthOutcome::Revoked, Auth::Revoked);
+        }
+        if !super::policy::allows(&route.require_claims, &claims.payload) {
+            return decide(AuthOutcome::Forbidden, Auth::Forbidden);
+        }
+        decide(AuthOutcome::Valid, Auth::Valid(claims))
+    };
     // The gateway's token in `Authorization: Bearer` wins over cookies and needs no
     // anti-CSRF token; any other bearer token is the application's (`header_mode`).
     if bearer::token(h).is_some() && route.token_transfer != TokenTransfer::Cookie {
@@ -89,10 +100,7 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
             return decide(AuthOutcome::Unavailable, Auth::Unavailable);
         }
         match header_mode::access_bearer(state, route.token_transfer, h).await {
-            Bearer::Valid(c) if state.sessions.is_revoked(&c.sid) => {
-                return decide(AuthOutcome::Revoked, Auth::Revoked)
-            }
-            Bearer::Valid(c) => return decide(AuthOutcome::Valid, Auth::Valid(c)),
+            Bearer::Valid(c) => return admit(c),
             Bearer::Expired => return decide(AuthOutcome::Expired, Auth::TryRefresh),
             Bearer::Absent | Bearer::Foreign => {}
         }
@@ -138,13 +146,7 @@ async fn authenticate(state: &AppState, ctx: &Ctx, route: &Route, h: &HeaderMap)
             return decide(AuthOutcome::AntiCsrfFailed, Auth::TryRefresh);
         }
     }
-    if state.sessions.is_revoked(&claims.sid) {
-        return decide(AuthOutcome::Revoked, Auth::Revoked);
-    }
-    if !super::policy::allows(&route.require_claims, &claims.payload) {
-        return decide(AuthOutcome::Forbidden, Auth::Forbidden);
-    }
-    decide(AuthOutcome::Valid, Auth::Valid(claims))
+    admit(claims)
 }
 
 /// `302` to the route's login page with `next` = the original relative path and query.

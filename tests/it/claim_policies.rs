@@ -72,5 +72,34 @@ async fn require_claims_refuses_then_admits_after_a_payload_update() {
     assert_eq!(r.json()["path"], "/admin/panel");
     assert_eq!(r.json()["headers"]["x-user-id"][0], "alice");
     assert_eq!(forbidden_count(&gw), 2);
+
+    // A session carried as `Authorization: Bearer` (tokens in headers) meets the same policy.
+    let base = format!("http://{}", gw.public_addr);
+    let client = crate::support::client::Client::new();
+    let send = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = http::Request::get(format!("{base}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        client.send(
+            req.body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+    };
+    let login = send("/auth/login?user=bob", &[("st-auth-mode", "header")]).await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let bearer = format!("Bearer {}", login.header("st-access-token").unwrap());
+    let r = send("/admin/panel", &[("authorization", &bearer)]).await;
+    assert_eq!(
+        r.status,
+        403,
+        "a bearer session passes the policy too: {}",
+        r.text()
+    );
+    assert_eq!(r.json(), serde_json::json!({"error": "forbidden"}));
+    assert_eq!(forbidden_count(&gw), 3);
+    let r = send("/api/me", &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-user-id"][0], "bob");
     drop(db);
 }
